@@ -1,0 +1,270 @@
+"""The exact engine: enumerate draft trees x the verifier's own random choices.
+
+:func:`evaluate` gives, for a one-step verifier, drafting scheme and toy model:
+
+- ``block_law``: exact law of the emitted block (accepted prefix + correction/bonus token);
+- ``extended_law``: that block followed by fresh target sampling, a law on ``V^(L+1)``;
+- ``max_error = max |extended_law - P|`` (0 iff the step is lossless, ALGORITHMS.md §1.3);
+- ``block_efficiency = E[tau] + 1`` (expected emitted tokens per target call).
+
+:func:`sequence_law` judges stateful verifiers (and any verifier) on whole generated sequences:
+iterations run until ``length`` tokens are emitted, the sequence is truncated to ``length`` and
+compared with ``P`` on ``V^length``.
+
+Float64 by default; ``rational=True`` uses :class:`fractions.Fraction` end to end (the model must
+be rational, see :func:`specoracle.models.rationalize`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from .drafting import Scheme
+from .errors import InvalidArgument
+from .instance import Instance, Outcome
+from .models import ToyModel
+from .randomness import enumerate_law
+
+__all__ = ["ExactResult", "SequenceResult", "evaluate", "tree_law", "sequence_law", "extend", "shifted", "resolve"]
+
+
+def resolve(verifier) -> tuple[str, Callable, bool, Any]:
+    """``(name, callable, stateful, entry)`` for a registry name, Entry or plain callable."""
+    from . import registry
+
+    if isinstance(verifier, str):
+        verifier = registry.get(verifier)
+    if isinstance(verifier, registry.Entry):
+        return verifier.name, verifier.reference, verifier.stateful, verifier
+    if callable(verifier):
+        return getattr(verifier, "__name__", repr(verifier)), verifier, bool(getattr(verifier, "stateful", False)), None
+    raise InvalidArgument(f"verifier must be a registry name, an Entry or a callable, got {type(verifier).__name__}")
+
+
+@dataclass(frozen=True)
+class ExactResult:
+    """Exact evaluation of one verifier on one model and scheme (see module docstring).
+
+    ``block_law`` maps emitted token tuples to probabilities; ``length_law[t]`` is Pr[tau = t];
+    ``extended_law`` and ``target_law`` have shape ``[V] * (L+1)``; ``fallback_mass`` is the
+    probability of zero-mass-residual fallbacks (should be 0).
+    """
+
+    verifier: str
+    model: str
+    scheme: str
+    block_law: dict
+    length_law: dict
+    extended_law: np.ndarray
+    target_law: np.ndarray
+    max_error: Any
+    block_efficiency: Any
+    fallback_mass: Any
+    n_trees: int
+    rational: bool
+
+    @property
+    def lossless(self) -> bool:
+        """``max_error`` below 1e-12 (exactly 0 in rational mode)."""
+        return self.max_error == 0 if self.rational else float(self.max_error) < 1e-12
+
+    @property
+    def expected_accepted(self):
+        """E[tau] = block_efficiency - 1."""
+        return self.block_efficiency - 1
+
+
+@dataclass(frozen=True)
+class SequenceResult:
+    """Exact law of the first ``length`` generated tokens over several iterations."""
+
+    verifier: str
+    model: str
+    scheme: str
+    length: int
+    law: np.ndarray
+    target_law: np.ndarray
+    max_error: Any
+    tokens_per_call: Any
+    rational: bool
+
+    @property
+    def lossless(self) -> bool:
+        return self.max_error == 0 if self.rational else float(self.max_error) < 1e-12
+
+
+def _check_model(model: ToyModel, rational: bool) -> None:
+    if not isinstance(model, ToyModel):
+        raise InvalidArgument(f"model must be a specoracle ToyModel, got {type(model).__name__}")
+    if rational and not model.rational:
+        raise InvalidArgument(
+            "rational mode needs a rational model (Fraction probabilities); build it with "
+            "Fractions or use specoracle.models.rationalize(model)"
+        )
+
+
+def tree_law(verifier, instance: Instance, *, rational: bool | None = None) -> dict[Outcome, Any]:
+    """Exact law of ``Outcome(node, token)`` for one fixed instance (a one-step verifier)."""
+    name, fn, stateful, _ = resolve(verifier)
+    rational = instance.rational if rational is None else rational
+    run = (lambda r: fn(instance, r, None)[0]) if stateful else (lambda r: fn(instance, r))
+    law, _ = enumerate_law(run, rational=rational)
+    out: dict[Outcome, Any] = {}
+    for o, pr in law:
+        out[o] = out.get(o, 0) + pr
+    return out
+
+
+def extend(block_law: dict, model: ToyModel, length: int) -> np.ndarray:
+    """Extend each block by target sampling to ``length`` tokens; law on ``V^length`` (flat C order).
+
+    Blocks longer than ``length`` are truncated (used by :func:`sequence_law`).
+    """
+    V = model.V
+    dtype = object if model.rational else np.float64
+    zero = Fraction(0) if model.rational else 0.0
+    ext = np.full(V**length, zero, dtype=dtype)
+    for block, pr in block_law.items():
+        block = tuple(block[:length])
+        base = 0
+        for t in block:
+            base = base * V + t
+        cont = np.array([pr], dtype=dtype)
+        prefixes = [block]
+        for _ in range(length - len(block)):
+            rows = np.stack([model.p(u) for u in prefixes])
+            cont = (cont[:, None] * rows).reshape(-1)
+            prefixes = [u + (t,) for u in prefixes for t in range(V)]
+        span = V ** (length - len(block))
+        ext[base * span : (base + 1) * span] += cont
+    return ext
+
+
+def evaluate(verifier, model: ToyModel, scheme: Scheme, *, rational: bool = False) -> ExactResult:
+    """Exact law, extended law, max error and block efficiency of a one-step verifier.
+
+    Parameters
+    ----------
+    verifier : registry name, Entry, or ``verify(instance, rng) -> Outcome``.
+    model : ToyModel (rational when ``rational=True``).
+    scheme : drafting scheme.
+
+    Examples
+    --------
+    >>> from fractions import Fraction as F
+    >>> from specoracle import models, drafting
+    >>> e1 = models.context_free([F(2, 3), F(1, 3)], [F(1, 3), F(2, 3)])
+    >>> evaluate("bv", e1, drafting.chain(2), rational=True).block_efficiency
+    Fraction(20, 9)
+    """
+    _check_model(model, rational)
+    name, fn, stateful, entry = resolve(verifier)
+    if entry is not None and not entry.accepts(scheme):
+        raise InvalidArgument(
+            f"verifier {name!r} does not accept scheme {scheme.name} (accepts: {sorted(entry.schemes)})"
+        )
+    L = scheme.depth
+    block_law: dict[tuple, Any] = {}
+    length_law: dict[int, Any] = {}
+    fallback: Any = Fraction(0) if rational else 0.0
+    trees = scheme.enumerate(model)
+    for tree, tree_pr in trees:
+        inst = Instance.from_model(model, tree)
+        run = (lambda r, inst=inst: fn(inst, r, None)[0]) if stateful else (lambda r, inst=inst: fn(inst, r))
+        law, fb = enumerate_law(run, rational=rational)
+        fallback += tree_pr * fb
+        for outcome, pr in law:
+            b = inst.block(outcome)
+            w = tree_pr * pr
+            block_law[b] = block_law.get(b, 0) + w
+            length_law[len(b) - 1] = length_law.get(len(b) - 1, 0) + w
+    ext = extend(block_law, model, L + 1)
+    target = model.target_law(L + 1).reshape(-1)
+    err = max(abs(a - b) for a, b in zip(ext, target))
+    eff = sum(len(b) * pr for b, pr in block_law.items())
+    return ExactResult(
+        verifier=name,
+        model=model.name,
+        scheme=scheme.name,
+        block_law=block_law,
+        length_law=dict(sorted(length_law.items())),
+        extended_law=ext.reshape((model.V,) * (L + 1)),
+        target_law=target.reshape((model.V,) * (L + 1)),
+        max_error=err,
+        block_efficiency=eff,
+        fallback_mass=fallback,
+        n_trees=len(trees),
+        rational=rational,
+    )
+
+
+def shifted(model: ToyModel, context: tuple) -> ToyModel:
+    """The model seen after ``context`` was generated: ``p'(u) = p(context + u)``."""
+    context = tuple(context)
+    if not context:
+        return model
+    return ToyModel(
+        model.V,
+        lambda u: model.p(context + u),
+        lambda u: model.q(context + u),
+        rational=model.rational,
+        name=f"{model.name}|{context}",
+    )
+
+
+def sequence_law(
+    verifier, model: ToyModel, scheme: Scheme, length: int, *, rational: bool = False
+) -> SequenceResult:
+    """Exact law of the first ``length`` tokens generated by repeated verification calls.
+
+    Each call drafts a tree from the model shifted by the tokens emitted so far and verifies it;
+    a stateful verifier receives the state its previous call returned (``None`` first). Use
+    ``length >= 2L + 1`` so that at least two iterations interact.
+    """
+    _check_model(model, rational)
+    name, fn, stateful, entry = resolve(verifier)
+    if entry is not None and not entry.accepts(scheme):
+        raise InvalidArgument(f"verifier {name!r} does not accept scheme {scheme.name}")
+    if length < 1:
+        raise InvalidArgument(f"length must be >= 1, got {length}")
+    finished: dict[tuple, Any] = {}
+    calls: Any = Fraction(0) if rational else 0.0
+    frontier: list[tuple[tuple, Any, Any]] = [((), None, Fraction(1) if rational else 1.0)]
+    while frontier:
+        context, state, pr = frontier.pop()
+        if len(context) >= length:
+            key = context[:length]
+            finished[key] = finished.get(key, 0) + pr
+            continue
+        calls += pr
+        m = shifted(model, context)
+
+        def run(r, m=m, state=state):
+            inst = Instance.from_model(m, scheme.draft(m, r))
+            if stateful:
+                outcome, new_state = fn(inst, r, state)
+            else:
+                outcome, new_state = fn(inst, r), None
+            return inst.block(outcome), new_state
+
+        law, _ = enumerate_law(run, rational=rational)
+        for (block, new_state), p in law:
+            frontier.append((context + block, new_state, pr * p))
+    seq = extend(finished, model, length)
+    target = model.target_law(length).reshape(-1)
+    err = max(abs(a - b) for a, b in zip(seq, target))
+    return SequenceResult(
+        verifier=name,
+        model=model.name,
+        scheme=scheme.name,
+        length=length,
+        law=seq.reshape((model.V,) * length),
+        target_law=target.reshape((model.V,) * length),
+        max_error=err,
+        tokens_per_call=Fraction(length) / calls if rational else length / calls,
+        rational=rational,
+    )

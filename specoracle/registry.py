@@ -1,0 +1,114 @@
+"""The one registry of verifiers: name -> reference, torch twin, schemes, claims, random layout.
+
+Entries are declared next to their code: every module of :mod:`specoracle.reference` exposes a
+list ``ENTRIES`` of :class:`Entry`; they are collected on first use. Tests, reports and the CLI
+loop over :func:`names`. The torch twin is looked up lazily in ``specoracle.gpu`` so that importing
+the registry never imports torch.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+from .errors import SpecoracleError, unknown_name
+from .tree import Tree
+
+__all__ = ["Entry", "names", "get", "entries", "register"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered verifier.
+
+    Attributes
+    ----------
+    name : registry name (also the test id).
+    reference : ``verify(instance, rng) -> Outcome``; stateful ones
+        ``verify(instance, rng, state) -> (Outcome, state)`` with ``state=None`` first.
+    keys : ``keys(tree) -> tuple`` of random keys, the column layout of
+        :class:`~specoracle.randomness.Coupled` shared with the torch twin.
+    schemes : drafting-scheme kinds it accepts (see ``specoracle.drafting.KINDS``).
+    family : module/family name.
+    lossless : claimed iteration-wise lossless (stateful: lossless on whole sequences).
+    stateful : carries state across iterations (judge with ``exact.sequence_law``).
+    rational : runs in exact Fraction mode (no irrational steps such as bisection).
+    optimal_within : the class in which it is claimed optimal, or None.
+    bound : name of the LP in ``specoracle.lp`` that states that optimality, or None.
+    description : one line; reconstructions say so.
+    """
+
+    name: str
+    reference: Callable
+    keys: Callable[[Tree], tuple[Hashable, ...]]
+    schemes: frozenset[str]
+    family: str
+    lossless: bool = True
+    stateful: bool = False
+    rational: bool = True
+    optimal_within: str | None = None
+    bound: str | None = None
+    description: str = ""
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def accepts(self, scheme) -> bool:
+        """True when this verifier runs on trees of ``scheme`` (a Scheme or a kind string)."""
+        kind = scheme if isinstance(scheme, str) else scheme.kind
+        return kind in self.schemes
+
+    @property
+    def torch(self) -> Callable:
+        """The batched torch twin (imports torch on first use)."""
+        gpu = importlib.import_module("specoracle.gpu")
+        twin = getattr(gpu, "twin", None)
+        if twin is None:
+            raise SpecoracleError("specoracle.gpu provides no twin() lookup")
+        return twin(self.name)
+
+
+_ENTRIES: dict[str, Entry] = {}
+_LOADED = False
+
+
+def _load() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    ref = importlib.import_module("specoracle.reference")
+    for mod in sorted(pkgutil.iter_modules(ref.__path__), key=lambda m: m.name):
+        if mod.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"specoracle.reference.{mod.name}")
+        for entry in getattr(module, "ENTRIES", ()):
+            register(entry)
+
+
+def register(entry: Entry, *, replace: bool = False) -> Entry:
+    """Add an entry (user verifiers too); a duplicate name raises unless ``replace``."""
+    if entry.name in _ENTRIES and not replace and _ENTRIES[entry.name] is not entry:
+        raise SpecoracleError(f"verifier {entry.name!r} is already registered")
+    _ENTRIES[entry.name] = entry
+    return entry
+
+
+def names() -> list[str]:
+    """Registered verifier names, in registration order."""
+    _load()
+    return list(_ENTRIES)
+
+
+def entries() -> list[Entry]:
+    """Registered entries, in registration order."""
+    _load()
+    return list(_ENTRIES.values())
+
+
+def get(name: str) -> Entry:
+    """The entry for ``name``; an unknown name raises with the valid names and the closest."""
+    _load()
+    try:
+        return _ENTRIES[name]
+    except KeyError:
+        raise unknown_name("verifier", name, _ENTRIES) from None
