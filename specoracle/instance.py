@@ -81,7 +81,7 @@ def validate_distribution(v, *, name: str = "p", atol: float = DEFAULT_ATOL, nod
     if off.any():
         i = int(np.flatnonzero(off)[0])
         raise InvalidInstance(
-            f"{label(i)} sums to {sums[i]!r}, not 1 (tolerance {atol}); pass normalised "
+            f"{label(i)} sums to {float(sums[i]):.12g}, not 1 (tolerance {atol}); pass normalised "
             "probabilities (specoracle never renormalises silently)"
         )
     return arr
