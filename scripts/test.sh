@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The test command: sets up .venv, then runs the CI test suite (slow sweeps excluded).
+# The test command: sets up .venv, then runs the CI test suite (slow sweeps excluded) on all cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
-exec .venv/bin/python -m pytest -m "not slow" -q "$@"
+exec .venv/bin/python -m pytest -m "not slow" -n "${SPECORACLE_TEST_WORKERS:-auto}" -q "$@"

@@ -18,7 +18,7 @@ pre-order) or :meth:`Tree.from_paths`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 from .errors import InvalidInstance
@@ -52,7 +52,6 @@ class Tree:
     draws: tuple[tuple[int, ...], ...]
     sampling: str = "iid"
     trunk: int = 0
-    _checked: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _validate_tree(self)
