@@ -36,3 +36,12 @@ __all__ = [
     "registry",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    """Lazy re-exports (keep ``import specoracle`` light): ``specoracle.check_lossless``."""
+    if name == "check_lossless":
+        from .check import check_lossless
+
+        return check_lossless
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

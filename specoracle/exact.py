@@ -202,6 +202,22 @@ def evaluate(verifier, model: ToyModel, scheme: Scheme, *, rational: bool = Fals
     )
 
 
+def _merge_outcomes(law: list) -> list:
+    """Sum the probabilities of equal outcomes (first-appearance order); unhashable ones pass through.
+
+    Keeps the :func:`sequence_law` frontier small: without it every coin path of every iteration
+    is its own frontier entry, so the work multiplies with each iteration.
+    """
+    merged: dict = {}
+    rest: list = []
+    for outcome, p in law:
+        try:
+            merged[outcome] = merged[outcome] + p if outcome in merged else p
+        except TypeError:
+            rest.append((outcome, p))
+    return list(merged.items()) + rest
+
+
 def shifted(model: ToyModel, context: tuple) -> ToyModel:
     """The model seen after ``context`` was generated: ``p'(u) = p(context + u)``."""
     context = tuple(context)
@@ -252,7 +268,7 @@ def sequence_law(
             return inst.block(outcome), new_state
 
         law, _ = enumerate_law(run, rational=rational)
-        for (block, new_state), p in law:
+        for (block, new_state), p in _merge_outcomes(law):
             frontier.append((context + block, new_state, pr * p))
     seq = extend(finished, model, length)
     target = model.target_law(length).reshape(-1)

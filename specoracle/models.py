@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InvalidArgument, InvalidInstance, unknown_name
+from .instance import validate_distribution
 
 __all__ = [
     "ToyModel",
@@ -93,6 +94,7 @@ class ToyModel:
         hit = self._cache.get(key)
         if hit is None:
             hit = _as_prob_vector(fn(prefix), self.V, which, prefix, self.rational)
+            validate_distribution(hit, name=f"{self.name}: {which}(prefix={prefix})")
             hit.setflags(write=False)
             self._cache[key] = hit
         return hit

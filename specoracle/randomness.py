@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 R = TypeVar("R")
+_SUM_ATOL = 1e-9  # categorical() inputs must be normalised up to float rounding
 
 
 class KeyReuseError(SpecoracleError):
@@ -70,6 +71,8 @@ def categorical_from_uniform(u: float, probs) -> int:
     """
     p = np.asarray(probs, dtype=np.float64)
     c = np.cumsum(p)
+    if not abs(c[-1] - 1.0) <= _SUM_ATOL or (p < 0).any():
+        raise SpecoracleError(f"categorical() needs a probability vector summing to 1, got sum {c[-1]!r}")
     idx = int(np.searchsorted(c, u, side="right"))  # first i with c[i] > u: never a p == 0 index
     if idx >= len(p):
         pos = np.flatnonzero(p > 0)
@@ -241,6 +244,9 @@ class _Replay(_KeyTracker):
 
     def categorical(self, probs, key: Hashable) -> int:
         self._use(key)
+        total = sum(probs)
+        if (total != 1) if self.rational else not abs(float(total) - 1.0) <= _SUM_ATOL:
+            raise SpecoracleError(f"categorical() for key {key!r} needs probabilities summing to 1, got {total!r}")
         opts = [(i, self._num(x)) for i, x in enumerate(probs) if x > 0]
         if not opts:
             raise SpecoracleError(f"categorical() for key {key!r} got an all-zero probability vector")

@@ -1,6 +1,5 @@
 """Models, trees, drafting schemes, the randomness protocol, the registry and the exact engine."""
 from fractions import Fraction as F
-from itertools import product
 
 import numpy as np
 import pytest

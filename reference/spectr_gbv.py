@@ -1,0 +1,386 @@
+"""SpecTr-GBV (Lin, Sheng, Cai, Zhou, arXiv 2604.25925): multi-draft GREEDY block verification.
+
+"GBV" here is Sun et al.'s *greedy* block verification, not Thomas & Pal's GBV. Greedy schemes
+accept more per iteration than any iteration-wise lossless verifier can (E1, K=1: ``E[tau] = 4/3``
+vs BV's optimum ``11/9``) and stay lossless only because later iterations sample from a MODIFIED
+target. So both verifiers here are stateful: ``verify(instance, rng, state) -> (Outcome, state)``,
+judged with :func:`specoracle.exact.sequence_law` on whole sequences.
+
+What was reconstructed (paper body unread; ALGORITHMS.md §6 gives only a third-party reading):
+
+- ``spectr_gbv`` — the per-iteration rule of §6 as transcribed there. For a block prefix ``s``
+  (relative to the iteration's context) with effective target mass ``M(s)`` and draft mass
+  ``Q(s)``: ``g(s) = M(s) [1 - (1 - min(Q(s)/M(s), 1))^K]``, coverage ``D(s) = 1 - (1 - Q(s))^K``.
+  Candidates ``j = 1..K`` (the drafted paths, in draw order) are scanned; within a candidate,
+  positions beyond the current accepted length are scanned forward and prefix ``x^i`` (``i < L``)
+  is accepted, overwriting the current best, w.p.
+  ``h = [g(x^i) - sum_y g(x^i y)] / [D(x^i) - sum_y g(x^i y)]`` (key ``("test", node)``; a prefix
+  already rejected for an earlier candidate is skipped); the full block is accepted w.p.
+  ``g(x^L) / D(x^L)`` and ends the scan. Correction after ``x^n``, ``n < L``:
+  ``y ~ norm_y(M(x^n y) [1 - min(Q/M, 1)(x^n y)^K])``; bonus ``y ~ m(. | x^L)``.
+- The cross-iteration "distribution modification" (the paper's Alg. 2) is OUR derivation: if one
+  iteration emits ``Z`` with the design law ``D_ext(s) = Pr[Z extends s] = A(s) + r(s[:-1])
+  c_{s[:-1]}(s[-1])`` (``A = g``; ``r(s) = A(s) - sum_y A(s y)``), the only memoryless way to keep
+  the sequence law equal to ``M`` is to continue from ``t`` (``Z`` a prefix of ``t``) with
+  ``m'(x | t) = [M(t x) - D_ext(t x)] / [M(t) - A(t)]`` for ``|t| < L`` (``m' = m`` beyond),
+  which needs ``D_ext <= M`` everywhere. The state is that modified target.
+
+  Measured with the exact engine (``tests/test_spectr_gbv.py``): with K = 1 the construction is
+  Sun et al.'s greedy block verification and is lossless on whole sequences; with K >= 2 it is NOT.
+  Whole-sequence max errors (5 tokens, L = 2): E1 iid(2,2) 0.0563, iid(3,2) 0.0737; E3 iid(2,2)
+  0.0130, iid(3,2) 0.0168; (3 tokens, L = 1) E1 iid(2,1) 0.0779, E3 0.0405. No modification of
+  later iterations can repair it: already the FIRST emitted token has the wrong law (E1 iid(2,2):
+  Pr[first token = 0] = 0.7293 > p(0) = 2/3), because the scan does not realise ``A = g``
+  (E1 K=2 per-iteration E[tau] = 1.3077, not the P-form 1.5833) and the transcribed correction
+  weight ``1 - min^K`` exceeds the slack ``M (1 - min)^K``. Registered with ``lossless=False``.
+- ``spectr_gbv_lossless`` — the nearest lossless variant (our construction): select ONE of the K
+  paths, the lexicographic maximum under the key ``(m/q ratio, token)`` (its law ``Q_skew`` is
+  known in closed form, as in :mod:`specoracle.reference.gbv`), then run greedy block verification
+  on it: ``A(s) = min(M(s), Q_skew(s))`` realised by independent coins
+  ``h_i = [A(x^i) - sum_y A(x^i y)] / [Q_skew(x^i) - sum_y A(x^i y)]``, ``h_L = A/Q_skew``
+  (key ``("stop", node)``), ``tau = max`` passing ``i``; correction ``~ norm(M(s y) - A(s y))``
+  (the slack); same target modification. K = 1: both equal greedy block verification.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from specoracle.errors import InvalidInstance
+from specoracle.instance import Instance, Outcome
+from specoracle.randomness import RandomSource
+from specoracle.registry import Entry
+from specoracle.tree import Tree
+
+from ._common import positive_part, residual_or_fallback
+
+__all__ = ["spectr_gbv", "spectr_gbv_lossless", "spectr_gbv_keys", "EffectiveTarget", "ENTRIES"]
+
+
+# --- paths of rows -------------------------------------------------------------------------------
+# A path is (rows, toks): rows[i] = (p_row, q_row) [V] after toks[:i]; len(rows) == len(toks) + 1.
+
+
+def _one(x):
+    return x * 0 + 1
+
+
+def _ratio_keys(m_row, q_row) -> list:
+    return [(m_row[t] / q_row[t] if q_row[t] > 0 else float("inf"), t) for t in range(len(q_row))]
+
+
+class EffectiveTarget:
+    """The target law the current iteration must reproduce: ``cond(rows, toks)`` -> [V].
+
+    The plain target is ``p`` itself (``rows[-1][0]``); :class:`_Modified` wraps it after an
+    iteration emitted a block.
+    """
+
+    horizon = 0
+
+    def cond(self, rows, toks) -> np.ndarray:
+        """Next-token law after the path ``toks`` (relative to this target's context)."""
+        return rows[-1][0]
+
+
+_PLAIN = EffectiveTarget()
+
+
+@dataclass(frozen=True)
+class _Design:
+    """Closed-form per-iteration law of one greedy multi-draft iteration.
+
+    ``kind``: ``"g"`` (SpecTr-GBV as transcribed) or ``"skew"`` (the lossless variant).
+    Every method takes a path ``(rows, toks)`` relative to the iteration's context.
+    """
+
+    kind: str
+    K: int
+    L: int
+    target: Any  # EffectiveTarget of that iteration
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def _memo(self, what, rows, toks, fn):
+        # rows are a function of toks within one context, so toks identify the path
+        key = (what, tuple(toks))
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = fn(rows, toks)
+        return hit
+
+    def masses(self, rows, toks):
+        """``M(s)``, ``Q(s)``, ``Q_skew(s)`` and (for the skew walk) ``A_below(s)`` along ``toks``."""
+        return self._memo("masses", rows, toks, self._masses)
+
+    def _masses(self, rows, toks):
+        one = _one(rows[0][0][0])
+        M, Q = one, one
+        A_rank, Qm = one * 0, one
+        for i, x in enumerate(toks):
+            m_row = self.target.cond(rows[: i + 1], toks[:i])
+            q_row = rows[i][1]
+            M, Q = M * m_row[x], Q * q_row[x]
+            if self.kind == "skew":
+                keys = _ratio_keys(m_row, q_row)
+                below = sum((q_row[t] for t in range(len(q_row)) if keys[t] < keys[x]), one * 0)
+                A_rank, Qm = A_rank + Qm * below, Qm * q_row[x]
+        Qs = (A_rank + Qm) ** self.K - A_rank**self.K if self.kind == "skew" else None
+        return M, Q, Qs, (A_rank, Qm)
+
+    def children(self, rows, toks):
+        """Vectors [V] of ``M(s y)``, ``A(s y)`` and the correction weights at ``s`` (before norm)."""
+        return self._memo("children", rows, toks, self._children)
+
+    def _children(self, rows, toks):
+        M, Q, Qs, (A_rank, Qm) = self.masses(rows, toks)
+        m_row = self.target.cond(rows, toks)
+        q_row = rows[-1][1]
+        V = len(q_row)
+        Mc = np.array([M * m_row[y] for y in range(V)], dtype=m_row.dtype)
+        if len(toks) >= self.L:
+            return Mc, Mc * 0, Mc  # nothing is accepted beyond L; bonus ~ m(.|s)
+        if self.kind == "g":
+            Ac = np.array([self._g(M * m_row[y], Q * q_row[y]) for y in range(V)], dtype=m_row.dtype)
+            corr = np.array([_corr_g(M * m_row[y], Q * q_row[y], self.K) for y in range(V)], dtype=m_row.dtype)
+            return Mc, Ac, corr
+        keys = _ratio_keys(m_row, q_row)
+        Ac = []
+        for y in range(V):
+            below = sum((q_row[t] for t in range(V) if keys[t] < keys[y]), M * 0)
+            a, qm = A_rank + Qm * below, Qm * q_row[y]
+            Ac.append(min(M * m_row[y], (a + qm) ** self.K - a**self.K))
+        Ac = np.array(Ac, dtype=m_row.dtype)
+        return Mc, Ac, Mc - Ac
+
+    def _g(self, M, Q):
+        if M <= 0:
+            return M * 0
+        mn = Q / M if Q < M else _one(M)
+        return M * (1 - (1 - mn) ** self.K)
+
+    def accepted_mass(self, rows, toks):
+        """``A(s)``: probability that the accepted prefix extends ``s`` (1 at the root)."""
+        if not toks:
+            return _one(rows[0][0][0])
+        M, Q, Qs, _ = self.masses(rows, toks)
+        if len(toks) > self.L:
+            return M * 0
+        return self._g(M, Q) if self.kind == "g" else min(M, Qs)
+
+
+def _corr_g(M, Q, K):
+    """Transcribed correction weight ``M [1 - min(Q/M, 1)^K]`` (ALGORITHMS.md §6)."""
+    if M <= 0:
+        return M * 0
+    mn = Q / M if Q < M else _one(M)
+    return M * (1 - mn**K)
+
+
+@dataclass(frozen=True)
+class _Modified(EffectiveTarget):
+    """Target after an iteration with law ``design`` emitted ``toks_z`` (rows known up to its
+    accepted node): ``m'(x|t) = [M(t x) - D_ext(t x)] / [M(t) - A(t)]`` for ``|t| < L``."""
+
+    design: _Design
+    rows_z: tuple = field(compare=False)  # rows root .. accepted node (a function of toks_z)
+    toks_z: tuple = ()  # accepted prefix + emitted token
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def cond(self, rows, toks):
+        key = tuple(toks)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = self._cond(rows, toks)
+        return hit
+
+    def _cond(self, rows, toks):
+        full_rows = list(self.rows_z) + list(rows)
+        full_toks = tuple(self.toks_z) + tuple(toks)
+        d = self.design
+        if len(full_toks) >= d.L:
+            return d.target.cond(full_rows, full_toks)
+        A_t = d.accepted_mass(full_rows, full_toks)
+        M_t = d.masses(full_rows, full_toks)[0]
+        Mc, Ac, corr = d.children(full_rows, full_toks)
+        r = A_t - Ac.sum()
+        total = corr.sum()
+        dext = Ac + (corr * (r / total) if total > 0 else corr * 0)
+        num = positive_part(Mc - dext)  # (.)_+ only matters if D_ext > M (a lossy design)
+        den = num.sum()
+        if den <= 0 or M_t - A_t <= 0:
+            return d.target.cond(full_rows, full_toks)  # probability-0 context
+        return num / den
+
+
+def _state_target(state) -> EffectiveTarget:
+    return _PLAIN if state is None else state
+
+
+def _path_rows(instance: Instance, node: int):
+    tree = instance.tree
+    path = tree.path(node)
+    return [(instance.p[v], instance.q[v]) for v in path], tree.prefix(node)
+
+
+def _candidates(tree: Tree) -> list[list[int]]:
+    """The K drafted paths in draw order, as node lists (root excluded), recovered from ``draws``."""
+    through = {0: list(range(tree.n_paths))}
+    paths = [[] for _ in range(tree.n_paths)]
+    stack = [0]
+    while stack:
+        u = stack.pop()
+        for j, c in zip(through[u], tree.draws[u]):
+            paths[j].append(c)
+            through.setdefault(c, []).append(j)
+        stack.extend(c for c in tree.children[u] if c in through)
+    return paths
+
+
+def _check(instance: Instance, who: str) -> None:
+    tree = instance.tree
+    if tree.sampling != "iid" or tree.trunk:
+        raise InvalidInstance(f"{who} verifies K i.i.d. root-branching paths; got a {tree.sampling} tree "
+                              f"with trunk {tree.trunk}")
+    if any(tree.depths[leaf] != tree.depth for leaf in tree.leaves):
+        raise InvalidInstance(f"{who}: every drafted path must have the full length L = {tree.depth}")
+
+
+def _finish(instance, rng, design, node, target):
+    """Correction/bonus draw at the accepted ``node`` and the next state."""
+    rows, toks = _path_rows(instance, node)
+    key = ("residual", node)
+    Mc, Ac, corr = design.children(rows, toks)
+    law = residual_or_fallback(corr, target.cond(rows, toks), rng, key)
+    y = rng.categorical(law, key)
+    return Outcome(node, y), _Modified(design, tuple(rows), tuple(toks) + (y,))
+
+
+def spectr_gbv(instance: Instance, rng: RandomSource, state=None):
+    """SpecTr-GBV per-iteration scan (ALGORITHMS.md §6 transcription) + derived target modification.
+
+    NOT lossless for K >= 2 (see module docstring; registered ``lossless=False``).
+
+    Parameters
+    ----------
+    instance : i.i.d. root-branching tree (K paths of length L; chains are K = 1).
+    rng : random source; keys ``("test", node)``, ``("residual", node)``.
+    state : ``None`` at the first call, then the returned state (the modified target).
+
+    Returns
+    -------
+    (Outcome, state)
+    """
+    _check(instance, "spectr_gbv")
+    tree = instance.tree
+    target = _state_target(state)
+    K, L = tree.n_paths, tree.depth
+    design = _Design("g", K, L, target)
+    best, rejected = 0, set()
+    for path in _candidates(tree):
+        done = False
+        for i in range(best + 1, L + 1):
+            node = path[i - 1]
+            if node in rejected:
+                continue
+            rows, toks = _path_rows(instance, node)
+            M, Q, _, _ = design.masses(rows, toks)
+            g = design._g(M, Q)
+            cover = 1 - (1 - Q) ** K
+            if i < L:
+                below = design.children(rows, toks)[1].sum()
+                den = cover - below
+                h = (g - below) / den if den > 0 else _one(g)
+            else:
+                h = g / cover
+            if rng.bernoulli(h, ("test", node)):
+                best = i
+                best_node = node
+                if i == L:
+                    done = True
+                    break
+            else:
+                rejected.add(node)
+        if done:
+            break
+    node = best_node if best else 0
+    return _finish(instance, rng, design, node, target)
+
+
+spectr_gbv.stateful = True
+
+
+def spectr_gbv_lossless(instance: Instance, rng: RandomSource, state=None):
+    """Greedy block verification on the best-of-K path (nearest lossless variant of SpecTr-GBV).
+
+    ``A(s) = min(M(s), Q_skew(s))`` with ``Q_skew`` the law of the lexicographic maximum of the K
+    i.i.d. paths under ``(m/q, token)``; coins ``("stop", node)`` (independent, last success
+    wins), correction ``~ norm(M(s y) - A(s y))`` (key ``("residual", node)``), then the target
+    modification of the module docstring. Lossless on whole sequences (tested).
+    """
+    _check(instance, "spectr_gbv_lossless")
+    tree = instance.tree
+    target = _state_target(state)
+    K, L = tree.n_paths, tree.depth
+    design = _Design("skew", K, L, target)
+    nodes = [0]
+    while tree.children[nodes[-1]]:
+        u = nodes[-1]
+        rows, toks = _path_rows(instance, u)
+        keys = _ratio_keys(target.cond(rows, toks), instance.q[u])
+        nodes.append(max(tree.children[u], key=lambda c: keys[tree.tokens[c]]))
+    tau = 0
+    for i in range(L, 0, -1):
+        node = nodes[i]
+        rows, toks = _path_rows(instance, node)
+        A = design.accepted_mass(rows, toks)
+        Qs = design.masses(rows, toks)[2]
+        if i < L:
+            below = design.children(rows, toks)[1].sum()
+            den = Qs - below
+            h = (A - below) / den if den > 0 else _one(A)
+        else:
+            h = A / Qs
+        if rng.bernoulli(h, ("stop", node)):
+            tau = i
+            break
+    return _finish(instance, rng, design, nodes[tau], target)
+
+
+spectr_gbv_lossless.stateful = True
+
+
+def spectr_gbv_keys(tree: Tree) -> tuple:
+    """Coupled layout: test coins and stop coins for nodes 1..N-1, then residual draws 0..N-1."""
+    return (tuple(("test", i) for i in range(1, tree.size)) + tuple(("stop", i) for i in range(1, tree.size))
+            + tuple(("residual", i) for i in range(tree.size)))
+
+
+ENTRIES = [
+    Entry(
+        name="spectr_gbv",
+        reference=spectr_gbv,
+        keys=spectr_gbv_keys,
+        schemes=frozenset({"chain", "iid"}),
+        family="spectr_gbv",
+        lossless=False,
+        stateful=True,
+        description=(
+            "SpecTr-GBV (Lin et al. 2026) as transcribed from a third-party reading + derived target "
+            "modification; NOT lossless for K >= 2 (exact sequence law)"
+        ),
+    ),
+    Entry(
+        name="spectr_gbv_lossless",
+        reference=spectr_gbv_lossless,
+        keys=spectr_gbv_keys,
+        schemes=frozenset({"chain", "iid"}),
+        family="spectr_gbv",
+        stateful=True,
+        description=(
+            "greedy block verification on the best-of-K path with a cross-iteration target "
+            "modification (our lossless variant of SpecTr-GBV)"
+        ),
+    ),
+]

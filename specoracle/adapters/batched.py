@@ -1,0 +1,264 @@
+"""Adapter for batched chain verifiers in the vLLM / FlashInfer convention.
+
+The convention (``randomness="uniforms"``, FlashInfer's ``chain_speculative_sampling`` layout)::
+
+    fn(draft_ids, draft_probs, target_probs, uniforms) -> output_ids
+
+    draft_ids     LongTensor [B, L]        the drafted tokens x_1..x_L
+    draft_probs   Tensor     [B, L, V]     q rows: row i is the law x_{i+1} was drawn from
+    target_probs  Tensor     [B, L+1, V]   p rows: row i is the target law after x_{1:i}
+                                           (row L is the bonus row)
+    uniforms      Tensor     [B, L+1]      uniforms[:, i] (i < L) is the acceptance coin of x_{i+1};
+                                           uniforms[:, L] drives the correction / bonus draw
+    output_ids    LongTensor [B, L+1]      emitted tokens (accepted prefix, then the correction or
+                                           bonus token), padded with -1 on the right
+
+With ``randomness="generator"`` the last argument is a seeded ``torch.Generator`` instead of the
+uniforms (vLLM's per-request generators). ``logits=True`` passes log-probabilities instead of
+probabilities (softmax inside the kernel). The output contract is checked on every call: shape,
+integer dtype, ids in ``[0, V)`` or ``-1`` padding, padding only at the end, accepted prefix equal
+to the drafts (FIELD-BUGS: ids >= V on a tile tail, ``-1`` read out of bounds).
+
+:class:`BatchedVerifier` turns such a function into a block sampler for
+:func:`specoracle.check.check_lossless` (chi-squared; uniforms cannot be enumerated) and into a
+reference-style ``verify(instance, rng)`` for single chain instances under sampling.
+:func:`reference_chain_sampling` is a correct implementation of the convention (token-level
+speculative sampling), :func:`residual_next_row_chain_sampling` the same with mutant M2's bug.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from specoracle.errors import InvalidArgument, InvalidInstance, unknown_name
+from specoracle.instance import Instance, Outcome
+from specoracle.randomness import Sampling
+
+__all__ = [
+    "BatchedVerifier",
+    "RANDOMNESS",
+    "sample_chains",
+    "reference_chain_sampling",
+    "residual_next_row_chain_sampling",
+]
+
+RANDOMNESS = ("uniforms", "generator")
+
+
+def sample_chains(model, L: int, n: int, gen: np.random.Generator) -> np.ndarray:
+    """``n`` draft chains of ``L`` tokens from ``model.q``, shape [n, L] (grouped by prefix)."""
+    out = np.zeros((n, L), dtype=np.int64)
+    for j in range(L):
+        keys = _prefix_codes(out[:, :j], model.V)
+        for code in np.unique(keys):
+            rows = np.flatnonzero(keys == code)
+            prefix = tuple(out[rows[0], :j].tolist())
+            q = np.asarray(model.q(prefix), dtype=np.float64)
+            out[rows, j] = gen.choice(model.V, size=len(rows), p=q / q.sum())
+    return out
+
+
+def _prefix_codes(prefixes: np.ndarray, V: int) -> np.ndarray:
+    codes = np.zeros(prefixes.shape[0], dtype=np.int64)
+    for j in range(prefixes.shape[1]):
+        codes = codes * V + prefixes[:, j]
+    return codes
+
+
+def _tables(model, chains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """p rows [n, L+1, V] and q rows [n, L, V] along each chain."""
+    n, L = chains.shape
+    V = model.V
+    P = np.empty((n, L + 1, V))
+    Q = np.empty((n, L, V))
+    for j in range(L + 1):
+        keys = _prefix_codes(chains[:, :j], V)
+        for code in np.unique(keys):
+            rows = np.flatnonzero(keys == code)
+            prefix = tuple(chains[rows[0], :j].tolist())
+            P[rows, j] = np.asarray(model.p(prefix), dtype=np.float64)
+            if j < L:
+                Q[rows, j] = np.asarray(model.q(prefix), dtype=np.float64)
+    return P, Q
+
+
+class BatchedVerifier:
+    """A batched torch chain verifier in the convention of this module, as a block sampler.
+
+    Parameters
+    ----------
+    fn : the batched function (see the module docstring).
+    randomness : ``"uniforms"`` or ``"generator"``.
+    logits : pass ``log p`` / ``log q`` instead of probabilities.
+    name : label in verdicts.
+    batch_size : rows per call.
+    dtype : torch dtype of the probability tensors (and uniforms).
+    """
+
+    enumerable = False  # its randomness is a uniform tensor: chi-squared only
+
+    def __init__(
+        self,
+        fn: Callable,
+        *,
+        randomness: str = "uniforms",
+        logits: bool = False,
+        name: str | None = None,
+        batch_size: int = 8192,
+        dtype=None,
+    ) -> None:
+        if not callable(fn):
+            raise InvalidArgument(f"fn must be callable, got {type(fn).__name__}")
+        if randomness not in RANDOMNESS:
+            raise unknown_name("randomness", randomness, RANDOMNESS)
+        import torch
+
+        self.fn = fn
+        self.randomness = randomness
+        self.logits = bool(logits)
+        self.name = name or getattr(fn, "__name__", "batched")
+        self.__name__ = self.name
+        self.batch_size = int(batch_size)
+        self.dtype = torch.float64 if dtype is None else dtype
+
+    def __repr__(self) -> str:
+        return f"BatchedVerifier({self.name!r}, randomness={self.randomness!r}, logits={self.logits})"
+
+    def run(self, draft_ids: np.ndarray, draft_probs: np.ndarray, target_probs: np.ndarray, seed: int) -> np.ndarray:
+        """Call ``fn`` on numpy tables in batches; returns checked output ids [B, L+1]."""
+        import torch
+
+        B, L = draft_ids.shape
+        V = target_probs.shape[-1]
+        gen = torch.Generator().manual_seed(int(seed))
+        outs = []
+        for s in range(0, B, self.batch_size):
+            sl = slice(s, min(B, s + self.batch_size))
+            ids = torch.from_numpy(np.ascontiguousarray(draft_ids[sl]))
+            q = torch.from_numpy(np.ascontiguousarray(draft_probs[sl])).to(self.dtype)
+            p = torch.from_numpy(np.ascontiguousarray(target_probs[sl])).to(self.dtype)
+            if self.logits:
+                q, p = torch.log(q), torch.log(p)
+            if self.randomness == "uniforms":
+                u = torch.rand((ids.shape[0], L + 1), generator=gen, dtype=torch.float64).to(self.dtype)
+                out = self.fn(ids, q, p, u)
+            else:
+                out = self.fn(ids, q, p, gen)
+            outs.append(_check_output(out, draft_ids[sl], V, self.name))
+        return np.concatenate(outs) if outs else np.zeros((0, L + 1), dtype=np.int64)
+
+    def sample_blocks(self, model, scheme, n: int, *, seed: int = 0) -> np.ndarray:
+        """``n`` emitted blocks [n, L+1] (-1 padded) on chains drafted from ``model.q``."""
+        if scheme.kind != "chain":
+            raise InvalidArgument(f"{self.name} verifies chains (convention [B, L]); got scheme {scheme.name}")
+        gen = np.random.default_rng(seed)
+        chains = sample_chains(model, scheme.depth, n, gen)
+        P, Q = _tables(model, chains)
+        return self.run(chains, Q, P, seed=int(gen.integers(2**62)))
+
+    def __call__(self, instance: Instance, rng) -> Outcome:
+        """Reference-style verification of one chain instance; ``rng`` must be a
+        :class:`~specoracle.randomness.Sampling` (its generator seeds the uniforms)."""
+        if not isinstance(rng, Sampling):
+            raise InvalidArgument(
+                f"{self.name} draws its own uniforms and cannot be enumerated or coupled; use "
+                "check_lossless(..., method='chi2') or pass a Sampling source"
+            )
+        tree = instance.tree
+        if not tree.is_chain():
+            raise InvalidInstance(f"{self.name} verifies a single draft path, but this tree branches")
+        nodes = [0]
+        while tree.children[nodes[-1]]:
+            nodes.append(tree.children[nodes[-1]][0])
+        ids = np.array([[tree.tokens[c] for c in nodes[1:]]], dtype=np.int64)
+        P = np.asarray(instance.p, dtype=np.float64)[nodes][None]
+        Q = np.asarray(instance.q, dtype=np.float64)[nodes[:-1]][None]
+        row = self.run(ids, Q, P, seed=int(rng.gen.integers(2**62)))[0]
+        m = int((row >= 0).sum())
+        return Outcome(nodes[m - 1], int(row[m - 1]))
+
+
+def _check_output(out, draft_ids: np.ndarray, V: int, name: str) -> np.ndarray:
+    import torch
+
+    if isinstance(out, tuple):
+        out = out[0]
+    if not isinstance(out, torch.Tensor):
+        raise InvalidInstance(f"{name} returned {type(out).__name__}, expected a LongTensor [B, L+1]")
+    B, L = draft_ids.shape
+    if tuple(out.shape) != (B, L + 1):
+        raise InvalidInstance(f"{name} returned shape {tuple(out.shape)}, expected [B, L+1] = {(B, L + 1)}")
+    if out.dtype.is_floating_point or out.dtype == torch.bool:
+        raise InvalidInstance(f"{name} returned dtype {out.dtype}, expected integer token ids")
+    o = out.detach().cpu().numpy().astype(np.int64)
+    bad = (o < -1) | (o >= V)
+    if bad.any():
+        i, j = map(int, np.argwhere(bad)[0])
+        raise InvalidInstance(f"{name}: row {i} position {j} holds token id {o[i, j]}, outside [0, V={V}) and not -1 padding")
+    pad = o < 0
+    if pad[:, 0].any():
+        raise InvalidInstance(f"{name}: row {int(np.flatnonzero(pad[:, 0])[0])} emitted no token")
+    gap = pad[:, :-1] & ~pad[:, 1:]
+    if gap.any():
+        i = int(np.flatnonzero(gap.any(axis=1))[0])
+        raise InvalidInstance(f"{name}: row {i} = {o[i].tolist()} has a token after -1 padding")
+    m = (~pad).sum(axis=1)
+    acc = np.arange(L)[None, :] < (m - 1)[:, None]
+    wrong = acc & (o[:, :L] != draft_ids)
+    if wrong.any():
+        i, j = map(int, np.argwhere(wrong)[0])
+        raise InvalidInstance(
+            f"{name}: row {i} emits {o[i, j]} at accepted position {j}, but the draft there is {draft_ids[i, j]}"
+        )
+    return o
+
+
+def _chain_sampling(draft_ids, draft_probs, target_probs, uniforms, residual_shift: int):
+    import torch
+
+    B, L = draft_ids.shape
+    V = target_probs.shape[-1]
+    ar = torch.arange(B)
+    if L:
+        px = torch.gather(target_probs[:, :L], 2, draft_ids[..., None])[..., 0]
+        qx = torch.gather(draft_probs, 2, draft_ids[..., None])[..., 0]
+        accept = uniforms[:, :L] < torch.clamp(px / qx, max=1.0)
+        n_acc = torch.cumprod(accept.long(), dim=1).sum(dim=1)  # accepted prefix length tau
+    else:
+        n_acc = torch.zeros(B, dtype=torch.long)
+    rej = n_acc < L
+    # residual row after a rejection at tau (the mutant reads tau + 1, clamped to the last q row);
+    # row L (bonus) when every draft was accepted
+    row = torch.where(rej, torch.clamp(n_acc + residual_shift, max=max(L - 1, 0)), torch.full_like(n_acc, L))
+    p_row = target_probs[ar, row]
+    q_pad = torch.cat([draft_probs, torch.zeros_like(target_probs[:, :1])], dim=1)
+    q_row = q_pad[ar, row]
+    resid = torch.clamp(p_row - q_row, min=0)
+    mass = resid.sum(dim=1, keepdim=True)
+    law = torch.where(rej[:, None] & (mass > 0), resid / torch.where(mass > 0, mass, 1), p_row)
+    cdf = torch.cumsum(law, dim=1)
+    tok = torch.searchsorted(cdf, uniforms[:, L:].contiguous().to(cdf.dtype), right=True)[:, 0]
+    tok = torch.clamp(tok, max=V - 1)
+    out = torch.full((B, L + 1), -1, dtype=torch.long)
+    keep = torch.arange(L + 1)[None, :] < n_acc[:, None]
+    out[:, :L] = torch.where(keep[:, :L], draft_ids, out[:, :L])
+    out[ar, n_acc] = tok
+    return out
+
+
+def reference_chain_sampling(draft_ids, draft_probs, target_probs, uniforms):
+    """Token-level speculative sampling in the convention of this module (a correct kernel).
+
+    Accept ``x_{i+1}`` iff ``u_i < p_i(x) / q_i(x)``; ``tau`` = accepted prefix; correction
+    ``y ~ norm((p_tau - q_tau)_+)`` or bonus ``y ~ p_L`` by inverse CDF on ``u_L``.
+    Shapes: see the module docstring.
+    """
+    return _chain_sampling(draft_ids, draft_probs, target_probs, uniforms, 0)
+
+
+def residual_next_row_chain_sampling(draft_ids, draft_probs, target_probs, uniforms):
+    """:func:`reference_chain_sampling` with mutant M2: after a rejection at ``tau`` the residual is
+    built from row ``min(tau + 1, L - 1)`` (an off-by-one in the ``[L, V]`` layout). Lossy on
+    context-dependent models only."""
+    return _chain_sampling(draft_ids, draft_probs, target_probs, uniforms, 1)
