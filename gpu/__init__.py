@@ -1,14 +1,38 @@
 """Batched torch verifiers and drafting (CPU and CUDA).
 
-:func:`twin` maps a registry name to its batched torch implementation.
+:func:`twin` maps a registry name to its batched torch implementation (a :class:`~.batch.Twin`:
+``twin(batch, uniforms=U)`` or ``twin(batch, generator=g)`` -> :class:`~.batch.TwinResult`).
+Twins are collected from the modules listed in ``_TWIN_MODULES``, each exposing ``TWINS``.
+
+Entry points used by tests and reports: :func:`parity` (shared randomness against the reference),
+:func:`sample_blocks` (independent randomness, torch drafting + twin), :func:`chi2_extended`
+(chi-squared test of the extended law), :func:`bench` (CPU/GPU timing against the memory roofline).
 """
 from __future__ import annotations
 
+import importlib
+
 from specoracle.errors import unknown_name
 
-__all__ = ["twin", "TWINS"]
+__all__ = ["twin", "TWINS", "parity", "sample_blocks", "chi2_extended", "sample_size", "bench", "ParityResult", "Chi2Check"]
+
+_TWIN_MODULES = ("chain", "traversal", "topdown", "rrs", "gbv", "univer", "spectr_gbv")
 
 TWINS: dict = {}
+
+
+def _collect() -> None:
+    for mod in _TWIN_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{mod}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{mod}":
+                continue
+            raise
+        TWINS.update(getattr(module, "TWINS", {}))
+
+
+_collect()
 
 
 def twin(name: str):
@@ -16,3 +40,11 @@ def twin(name: str):
     if name not in TWINS:
         raise unknown_name("torch twin", name, TWINS)
     return TWINS[name]
+
+
+def __getattr__(name: str):
+    if name in ("parity", "sample_blocks", "chi2_extended", "ParityResult", "Chi2Check", "sample_size"):
+        return getattr(importlib.import_module(f"{__name__}.checks"), name)
+    if name == "bench":
+        return importlib.import_module(f"{__name__}.timing").bench
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

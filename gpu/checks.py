@@ -1,0 +1,321 @@
+"""Twin-versus-reference checks: shared-randomness parity and chi-squared tests of sampled laws.
+
+- :func:`parity`: draw ``n`` trees from a scheme (reference drafting), give every instance a row
+  of uniforms in the reference's :class:`~specoracle.randomness.Coupled` layout
+  (``entry.keys(tree)``), run the reference instance by instance and the twin once on the whole
+  batch with the same uniforms, and count instances whose ``(node, token)`` differ. For every
+  mismatch the smallest distance ``|u - threshold|`` over the reference's decisions is recorded
+  (Bernoulli: ``|u - prob|``; categorical: distance from ``u`` to the nearest CDF boundary); in
+  float32 a mismatch is a *near tie* when that distance is below ``1e-6``.
+- :func:`sample_blocks`: independent randomness end to end in torch: draft with
+  :func:`gpu.drafting.draft` from a :class:`~gpu.drafting.TableModel`, verify with the twin.
+- :func:`chi2_extended`: extend every sampled block by target sampling to ``L + 1`` tokens (in
+  torch) and test the counts on ``V^(L+1)`` against the exact extended law of
+  :func:`specoracle.exact.evaluate` with :func:`specoracle.stats.chi2_gof`. The sample size comes
+  from a power analysis (:func:`sample_size`).
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import stats as _st
+
+from specoracle import exact, registry
+from specoracle.drafting import Scheme
+from specoracle.errors import InvalidArgument
+from specoracle.instance import Instance
+from specoracle.models import ToyModel
+from specoracle.randomness import Coupled
+from specoracle.stats import chi2_gof
+
+from .batch import coupled_uniforms, from_instances, resolve_dtype
+from .drafting import TableModel, draft, extend_blocks
+
+__all__ = ["ParityResult", "Chi2Check", "parity", "sample_blocks", "chi2_extended", "sample_size", "NEAR_TIE"]
+
+NEAR_TIE = 1e-6
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """Shared-randomness comparison of a twin with its reference.
+
+    Attributes
+    ----------
+    name, model, scheme : what was compared.
+    n : number of instances.
+    mismatches : instances whose accepted node or token differ.
+    near_ties : mismatches whose reference run had a decision with ``|u - threshold| < 1e-6``.
+    device, dtype : where and in which precision the twin ran.
+    largest_gap : largest (over mismatches) of the smallest ``|u - threshold|``; 0 if none.
+    examples : up to five mismatches ``(index, reference (node, token), twin (node, token), gap)``.
+    """
+
+    name: str
+    model: str
+    scheme: str
+    n: int
+    mismatches: int
+    near_ties: int
+    device: str
+    dtype: str
+    largest_gap: float
+    examples: tuple
+
+    @property
+    def rate(self) -> float:
+        """Mismatch rate."""
+        return self.mismatches / self.n
+
+    @property
+    def all_near_ties(self) -> bool:
+        """Every mismatch is a near tie."""
+        return self.near_ties == self.mismatches
+
+
+@dataclass(frozen=True)
+class Chi2Check:
+    """Chi-squared test of a twin's sampled extended law against the exact one.
+
+    ``detectable_tv`` is the TV distance (on the pooled cells) detected with probability
+    ``power`` at level ``alpha`` with ``n`` samples.
+    """
+
+    name: str
+    model: str
+    scheme: str
+    n: int
+    statistic: float
+    dof: int
+    p_value: float
+    cells: int
+    alpha: float
+    power: float
+    detectable_tv: float
+    seed: int
+    device: str
+    dtype: str
+    table: str
+
+    @property
+    def passed(self) -> bool:
+        return self.p_value >= self.alpha
+
+
+class _Recorder(Coupled):
+    """A Coupled source that also records the smallest ``|u - threshold|`` of the run."""
+
+    def __init__(self, uniforms, layout) -> None:
+        super().__init__(uniforms, layout)
+        self.gap = float("inf")
+
+    def bernoulli(self, prob, key: Hashable) -> bool:
+        u = self.uniforms[self.column[key]] if key in self.column else float("nan")
+        out = super().bernoulli(prob, key)
+        self.gap = min(self.gap, abs(u - float(prob)))
+        return out
+
+    def categorical(self, probs, key: Hashable) -> int:
+        u = self.uniforms[self.column[key]] if key in self.column else float("nan")
+        out = super().categorical(probs, key)
+        c = np.cumsum(np.asarray(probs, dtype=np.float64))
+        self.gap = min(self.gap, float(np.min(np.abs(c - u))))
+        return out
+
+
+def _run_reference(entry, inst: Instance, rng):
+    if entry.stateful:
+        return entry.reference(inst, rng, None)[0]
+    return entry.reference(inst, rng)
+
+
+def parity(name: str, model: ToyModel, scheme: Scheme, *, n_instances: int = 10_000,
+           dtype=torch.float64, device="cpu", seed: int = 0, batch_size: int = 4096,
+           use_twin=None) -> ParityResult:
+    """Run twin and reference on ``n_instances`` random trees with the same uniforms.
+
+    Parameters
+    ----------
+    name : registry name (must have a twin).
+    model : float ToyModel; scheme : drafting scheme accepted by the verifier.
+    dtype : twin precision (uniforms are rounded to it too); device : torch device.
+    seed : numpy seed of trees and uniforms.
+    batch_size : instances per twin call.
+    use_twin : a :class:`~gpu.batch.Twin` to compare instead of the registered one (tests use it
+        to show that a wrong twin is caught).
+    """
+    from . import twin as _twin
+
+    entry = registry.get(name)
+    tw = _twin(name) if use_twin is None else use_twin
+    if not entry.accepts(scheme):
+        raise InvalidArgument(f"verifier {name!r} does not accept scheme {scheme.name}")
+    dtype = resolve_dtype(dtype)
+    rng = np.random.default_rng(seed)
+    ref, gaps, insts, lays, us = [], [], [], [], []
+    for _ in range(n_instances):
+        tree = scheme.sample(model, rng)
+        inst = Instance.from_model(model, tree)
+        keys = entry.keys(tree)
+        u = rng.random(len(keys))
+        rec = _Recorder(u, keys)
+        out = _run_reference(entry, inst, rec)
+        ref.append((out.node, int(out.token)))
+        gaps.append(rec.gap)
+        insts.append(inst)
+        lays.append(keys)
+        us.append(u)
+    got: list[tuple[int, int]] = []
+    for s in range(0, n_instances, batch_size):
+        batch = from_instances(insts[s : s + batch_size], device=device, dtype=dtype)
+        U = coupled_uniforms(tw.keys(batch), lays[s : s + batch_size], us[s : s + batch_size], device=device, dtype=dtype)
+        res = tw(batch, uniforms=U)
+        got.extend(zip(res.node.cpu().tolist(), res.token.cpu().tolist()))
+    bad = [i for i in range(n_instances) if ref[i] != got[i]]
+    near = sum(1 for i in bad if gaps[i] < NEAR_TIE)
+    return ParityResult(
+        name=name,
+        model=model.name,
+        scheme=scheme.name,
+        n=n_instances,
+        mismatches=len(bad),
+        near_ties=near,
+        device=str(device),
+        dtype=str(dtype).replace("torch.", ""),
+        largest_gap=max((gaps[i] for i in bad), default=0.0),
+        examples=tuple((i, ref[i], got[i], gaps[i]) for i in bad[:5]),
+    )
+
+
+def sample_blocks(name: str, model, scheme: Scheme, n: int, *, device="cpu", dtype=torch.float64,
+                  seed: int = 0, table: TableModel | None = None, use_twin=None) -> torch.Tensor:
+    """``n`` emitted blocks, drafted and verified in torch with fresh randomness.
+
+    Parameters
+    ----------
+    model : ToyModel (tabulated to depth ``L``) or a batched model (``TableModel``/``HashModel``).
+    seed : seeds the drafting ``torch.Generator`` (on ``device``); the twin's uniforms use ``seed + 1``.
+
+    Returns
+    -------
+    LongTensor [n, L+1]: accepted prefix + correction/bonus token, padded with ``-1``.
+    """
+    from . import twin as _twin
+
+    tw = _twin(name) if use_twin is None else use_twin
+    dtype = resolve_dtype(dtype)
+    if table is None:
+        table = TableModel(model, scheme.depth, device=device, dtype=torch.float64) if isinstance(model, ToyModel) else model
+    batch = _drafted(model, table, scheme, n, seed, dtype)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed) + 1)
+    res = tw(batch, generator=gen)
+    return res.tokens
+
+
+_DRAFT_CACHE: dict = {}
+
+
+def _drafted(model, table, scheme: Scheme, n: int, seed: int, dtype):
+    """Trees drafted with ``torch.Generator(seed)``; the last few batches are cached by
+    ``(model, scheme, n, seed, dtype)`` so that a family of twins is tested on the same trees."""
+    key = (id(model), scheme, n, int(seed), str(table.device), dtype)
+    hit = _DRAFT_CACHE.get(key)
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    gen = torch.Generator(device=table.device)
+    gen.manual_seed(int(seed))
+    batch = draft(table, scheme, n, generator=gen, dtype=dtype)
+    if len(_DRAFT_CACHE) >= 4:
+        _DRAFT_CACHE.pop(next(iter(_DRAFT_CACHE)))
+    _DRAFT_CACHE[key] = (model, batch)
+    return batch
+
+
+def sample_size(tv: float, *, cells: int, alpha: float, power: float) -> int:
+    """Samples for a chi-squared test on ``cells`` cells to detect TV ``tv`` with ``power``.
+
+    Worst case over deviations of total variation ``tv``: the noncentrality ``n sum (p1-p0)^2/p0``
+    is at least ``n (2 tv)^2`` (Cauchy-Schwarz), so ``n`` is the least integer with
+    ``P[ncx2(cells-1, 4 n tv^2) > chi2.ppf(1-alpha, cells-1)] >= power``.
+    Uses :func:`specoracle.stats.sample_size` when it exists.
+    """
+    try:
+        from specoracle.stats import sample_size as _shared  # type: ignore[attr-defined]
+    except ImportError:
+        _shared = None
+    if _shared is not None:
+        return int(_shared(tv, cells=cells, alpha=alpha, power=power))
+    df = max(cells - 1, 1)
+    crit = _st.chi2.ppf(1 - alpha, df)
+    lo, hi = 1, 1
+    while _st.ncx2.sf(crit, df, 4 * hi * tv * tv) < power:
+        hi *= 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _st.ncx2.sf(crit, df, 4 * mid * tv * tv) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _detectable_tv(n: int, *, cells: int, alpha: float, power: float) -> float:
+    df = max(cells - 1, 1)
+    crit = _st.chi2.ppf(1 - alpha, df)
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if _st.ncx2.sf(crit, df, 4 * n * mid * mid) >= power:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def chi2_extended(name: str, model: ToyModel, scheme: Scheme, *, n: int | None = None, alpha: float = 1e-3,
+                  tv: float = 0.01, power: float = 0.99, seed: int = 0, device="cpu",
+                  dtype=torch.float64, use_twin=None) -> Chi2Check:
+    """Chi-squared test of the twin's extended law (blocks continued by target sampling) on
+    ``V^(L+1)`` against the exact extended law.
+
+    ``n`` defaults to :func:`sample_size` for ``tv``/``alpha``/``power`` on the cells with
+    positive exact probability (a conservative count: pooling only lowers the degrees of freedom).
+    """
+    ex = exact.evaluate(name, model, scheme)
+    probs = np.asarray(ex.extended_law, dtype=np.float64).reshape(-1)
+    cells = int((probs > 0).sum())
+    if n is None:
+        n = sample_size(tv, cells=cells, alpha=alpha, power=power)
+    L = scheme.depth
+    table = TableModel(model, L + 1, device=device, dtype=torch.float64)
+    blocks = sample_blocks(name, model, scheme, n, device=device, dtype=dtype, seed=seed, table=table,
+                           use_twin=use_twin)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed) + 7919)
+    ext = extend_blocks(table, blocks, L + 1, generator=gen)
+    idx = torch.zeros(n, dtype=torch.long, device=ext.device)
+    for i in range(L + 1):
+        idx = idx * model.V + ext[:, i]
+    counts = torch.bincount(idx, minlength=model.V ** (L + 1)).cpu().numpy()
+    res = chi2_gof(counts, probs)
+    return Chi2Check(
+        name=name,
+        model=model.name,
+        scheme=scheme.name,
+        n=n,
+        statistic=res.statistic,
+        dof=res.dof,
+        p_value=res.p_value,
+        cells=res.cells,
+        alpha=alpha,
+        power=power,
+        detectable_tv=_detectable_tv(n, cells=res.cells, alpha=alpha, power=power),
+        seed=seed,
+        device=str(device),
+        dtype=str(resolve_dtype(dtype)).replace("torch.", ""),
+        table=res.table(),
+    )

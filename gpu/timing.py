@@ -1,0 +1,151 @@
+"""Timing of the torch twins against a memory roofline measured in the same run.
+
+:func:`bench` drafts one batch from a :class:`~gpu.drafting.HashModel` (large ``V``), then times,
+for every requested verifier,
+
+- the twin on the batch (best of ``repeats`` calls, fresh uniforms each call);
+- the *roofline*: one pass that reads ``p`` and ``q`` once (``p.sum(-1)`` and ``q.sum(-1)``, best
+  of ``repeats``) -- the least memory traffic any verifier that looks at every row must pay;
+- the reference: the NumPy verifier looped over the instances of the batch (timed on the first
+  ``reference_instances`` instances and scaled to ``B``).
+
+Chain-only verifiers (naive, bv) are timed on chains of the scheme's depth (``B`` chains of ``L``
+tokens) with their own roofline. Verifiers whose node LP is intractable at this ``V`` (khisti,
+ot_optimal, univer enumerate ``V^k`` draft tuples) and stateful ones are reported as skipped.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from specoracle import registry
+from specoracle.drafting import Scheme, chain, parse_scheme
+from specoracle.instance import Instance
+from specoracle.randomness import Sampling
+
+from .batch import TreeBatch, resolve_dtype, tree_of
+from .drafting import HashModel, draft
+
+__all__ = ["BenchRow", "bench", "roofline_seconds"]
+
+_LP_AT_LARGE_V = frozenset({"khisti", "ot_optimal", "univer"})
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One timing: seconds per batch of the twin, the roofline and the reference loop."""
+
+    name: str
+    scheme: str
+    B: int
+    N: int
+    V: int
+    dtype: str
+    device: str
+    twin_s: float
+    roofline_s: float
+    reference_s: float | None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        """Twin time / roofline time."""
+        return self.twin_s / self.roofline_s
+
+    @property
+    def speedup(self) -> float | None:
+        """Reference loop time / twin time."""
+        return None if self.reference_s is None else self.reference_s / self.twin_s
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _best(fn, repeats: int, device) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def roofline_seconds(batch: TreeBatch, repeats: int = 5) -> float:
+    """Best time of one pass reading ``p`` and ``q`` once (row sums)."""
+    p, q = batch.p, batch.q
+    return _best(lambda: (p.sum(-1), q.sum(-1)), repeats, batch.device)
+
+
+def _instances(batch64: TreeBatch, count: int) -> list[Instance]:
+    out = []
+    for b in range(min(count, batch64.B)):
+        n = int(batch64.valid[b].sum())
+        tree = tree_of(batch64, b)
+        p = batch64.p[b, :n].cpu().numpy().astype(np.float64)
+        q = batch64.q[b, :n].cpu().numpy().astype(np.float64)
+        out.append(Instance(tree, p / p.sum(1, keepdims=True), q / q.sum(1, keepdims=True)))
+    return out
+
+
+def bench(names=None, *, B: int = 64, V: int = 32_000, schemes=("iid(4,4)", "delayed(4,2,2)"),
+          dtype=torch.float32, device="cpu", repeats: int = 5, reference_instances: int = 8,
+          seed: int = 0, progress=None) -> list[BenchRow]:
+    """Time every twin (or ``names``) on ``B`` trees of each scheme at vocabulary ``V``.
+
+    Returns one :class:`BenchRow` per (verifier, scheme) that ran; skipped ones carry a note and
+    ``twin_s = nan``.
+    """
+    dtype = resolve_dtype(dtype)
+    from . import TWINS
+
+    names = list(names) if names is not None else registry.names()
+    model = HashModel(V, seed, dtype=torch.float64, device=device)
+    rows: list[BenchRow] = []
+    for spec in schemes:
+        scheme = parse_scheme(spec) if isinstance(spec, str) else spec
+        batches: dict[str, tuple[TreeBatch, TreeBatch, list]] = {}
+        for name in names:
+            entry = registry.get(name)
+            if progress:
+                progress(f"{name} {scheme.name}")
+            use: Scheme = scheme if entry.accepts(scheme) else chain(scheme.depth)
+            skip = ""
+            if entry.stateful:
+                skip = "stateful (not timed)"
+            elif name in _LP_AT_LARGE_V:
+                skip = f"node LP over V^k draft tuples is intractable at V={V}"
+            elif name not in TWINS:
+                skip = "no twin"
+            if use.name not in batches:
+                gen = torch.Generator(device=device).manual_seed(seed)
+                b64 = draft(model, use, B, generator=gen)
+                b32 = b64.to(dtype=dtype)
+                batches[use.name] = (b64, b32, _instances(b64, reference_instances))
+            b64, bt, insts = batches[use.name]
+            if skip:
+                roof = roofline_seconds(bt, repeats)
+                rows.append(BenchRow(name, use.name, B, bt.N, V, str(dtype), str(device), float("nan"), roof, None, skip))
+                continue
+            tw = TWINS[name]
+            gen = torch.Generator(device=device).manual_seed(seed + 1)
+            tw(bt, generator=gen)  # warm-up
+            # interleave roofline and twin so both see the same machine load; keep the best of each
+            t_twin, roof = float("inf"), float("inf")
+            for _ in range(repeats):
+                roof = min(roof, roofline_seconds(bt, 1))
+                t_twin = min(t_twin, _best(lambda: tw(bt, generator=gen), 1, device))
+            rng = Sampling(seed)
+            t0 = time.perf_counter()
+            for inst in insts:
+                entry.reference(inst, rng)
+            t_ref = (time.perf_counter() - t0) * B / max(len(insts), 1)
+            rows.append(BenchRow(name, use.name, B, bt.N, V, str(dtype), str(device), t_twin, roof, t_ref,
+                                 "" if use is scheme else f"chain-only: timed on {use.name}"))
+    return rows

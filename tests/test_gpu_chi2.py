@@ -1,0 +1,103 @@
+"""Independent randomness: chi-squared tests of every twin's extended law against the exact law.
+
+Design (stated, not tuned): trees drafted in torch and verified by the twin with a seeded
+``torch.Generator``; every emitted block is continued by target sampling (in torch) to ``L + 1``
+tokens and the counts on ``V^(L+1)`` are tested with ``specoracle.stats.chi2_gof`` against
+``exact.evaluate(...).extended_law`` (for stateful verifiers: their first call, state ``None``).
+Level ``alpha = 1e-3`` per test (false-fail rate 0.1% per test; the seeds are fixed, so a run is
+reproducible); sample size from the power analysis for ``power = 0.99`` against any deviation of
+total variation 0.01 on the tested cells (``n (2 TV)^2`` noncentrality, worst case over
+deviations). CI tests each verifier on its widest scheme; the full verifier x scheme sweep is slow.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from specoracle import drafting, examples, registry
+
+gpu = pytest.importorskip("specoracle.gpu")
+from specoracle.gpu import batch as gb  # noqa: E402
+from specoracle.gpu.chain import NAIVE  # noqa: E402
+
+ALPHA, TV, POWER = 1e-3, 0.01, 0.99
+E5 = examples.E5()  # one model object: the drafted trees are shared by the family (cached by model)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Single intra-op thread: these are many small-V ops; on a shared 2-core machine a second
+    thread only adds synchronisation stalls."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+SCHEMES = (drafting.iid(2, 2), drafting.without_replacement((2, 1)), drafting.delayed(2, 1, 1), drafting.chain(2))
+
+
+def _widest(entry):
+    return next(s for s in SCHEMES if entry.accepts(s))
+
+
+CI_CASES = [(e.name, _widest(e)) for e in registry.entries()]
+ALL_CASES = [(e.name, s) for e in registry.entries() for s in SCHEMES if e.accepts(s)]
+
+
+def _check(name, scheme, device="cpu", dtype=torch.float64, seed=2024):
+    res = gpu.chi2_extended(name, E5, scheme, alpha=ALPHA, tv=TV, power=POWER, seed=seed,
+                            device=device, dtype=dtype)
+    assert res.detectable_tv <= TV + 1e-9
+    assert res.p_value >= ALPHA, (
+        f"{name} {scheme.name}: chi2={res.statistic:.1f} dof={res.dof} p={res.p_value:.2e} "
+        f"n={res.n} seed={res.seed} detectable TV={res.detectable_tv:.4f}\n{res.table}"
+    )
+    return res
+
+
+@pytest.mark.parametrize(("name", "scheme"), CI_CASES, ids=[f"{n}-{s.name}" for n, s in CI_CASES])
+def test_extended_law_chi2(name, scheme):
+    _check(name, scheme)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "scheme"), ALL_CASES, ids=[f"{n}-{s.name}" for n, s in ALL_CASES])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_extended_law_chi2_sweep(name, scheme, dtype):
+    _check(name, scheme, dtype=dtype, seed=7)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize(("name", "scheme"), CI_CASES, ids=[f"{n}-{s.name}" for n, s in CI_CASES])
+def test_extended_law_chi2_cuda(name, scheme):
+    if not torch.cuda.is_available():
+        if os.environ.get("SPECORACLE_REQUIRE_CUDA"):
+            pytest.fail("SPECORACLE_REQUIRE_CUDA is set but no CUDA device is available")
+        pytest.skip("no CUDA device")
+    _check(name, scheme, device="cuda", dtype=torch.float32)
+
+
+def _resample_from_p(batch, U):
+    """Mutant M1 as a twin: after a rejection the token is drawn from ``p`` (not the residual)."""
+    node, _ = NAIVE.run(batch, U)
+    u = U.gather(1, (batch.N - 1 + node)[:, None])[:, 0]
+    return node, gb.categorical(u, gb.gather_rows(batch.p, node))
+
+
+def test_chi2_rejects_a_lossy_twin():
+    """M1 on E5 chain(2) has max error 0.0212 (ALGORITHMS-2 §11): the designed test must fail it."""
+    bad = gb.Twin("naive", _resample_from_p, NAIVE.keys, NAIVE.schemes)
+    res = gpu.chi2_extended("naive", examples.E5(), drafting.chain(2), alpha=ALPHA, tv=TV, power=POWER,
+                            seed=5, use_twin=bad)
+    assert res.p_value < ALPHA
+
+
+def test_sample_size_meets_the_power_target():
+    """The n used reaches power 0.99 at TV 0.01 (noncentral chi-squared, scipy) and n - 1% does not."""
+    from scipy import stats
+
+    n = gpu.sample_size(TV, cells=64, alpha=ALPHA, power=POWER)
+    crit = stats.chi2.ppf(1 - ALPHA, 63)
+    assert stats.ncx2.sf(crit, 63, n * (2 * TV) ** 2) >= POWER
+    assert stats.ncx2.sf(crit, 63, 0.99 * n * (2 * TV) ** 2) < POWER
