@@ -1,0 +1,635 @@
+"""The seven sections of ``specoracle report``, each a function ``(ctx) -> Section``.
+
+Every section loops over the registry (:func:`specoracle.registry.entries`), the torch twins
+(``specoracle.gpu.TWINS``) or the mutant catalog, so a new verifier, twin or mutant shows up in
+the report without touching this file. Parts built elsewhere (LP bounds, torch twins, the
+statistics design functions, the selector) are imported inside the section; when one does not
+exist the section says so (status ``missing`` or ``partial``) instead of printing numbers.
+
+1. exact losslessness per verifier x model x scheme (exact engine);
+2. chi-squared of every torch twin against the reference's exact block law;
+3. block efficiency against the universal and path-selection LP bounds (iid and delayed);
+4. torch twin vs reference under shared randomness (mismatches, float32 near-ties, device);
+5. mutant detection (exact, and chi-squared when ``specoracle.check`` exists);
+6. efficiency vs branching position ``d`` of ``delayed(k, d, L - d)`` on an n-gram model of text;
+7. the delayed tree expansion selector (``specoracle.gpu.selector.summary``).
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from specoracle import exact, registry
+from specoracle.drafting import Scheme, delayed, parse_scheme
+from specoracle.models import ToyModel
+
+from .config import ReportConfig, derive_seed, parse_model
+from .document import Figure, Section, Table
+
+__all__ = ["Context", "Missing", "SECTIONS", "run_section", "exact_losslessness", "chi2_twins",
+           "efficiency_bounds", "parity", "mutant_detection", "delayed_expansion", "selector"]
+
+TOL_BOUND = 1e-6  # a lossless verifier's BE may exceed an LP bound by solver tolerance only
+
+
+class Missing(Exception):
+    """A dependency of a section does not exist (yet); the message names it."""
+
+
+@dataclass
+class Context:
+    """Shared state of one report run: configuration, model cache, exact-result memo."""
+
+    cfg: ReportConfig
+    _models: dict = field(default_factory=dict)
+    _exact: dict = field(default_factory=dict)
+
+    def model(self, name: str) -> ToyModel:
+        if name not in self._models:
+            self._models[name] = parse_model(name)
+        return self._models[name]
+
+    def exact(self, verifier, model_name: str, scheme: Scheme, label: str | None = None):
+        """Memoised :func:`specoracle.exact.evaluate` (first iteration for stateful verifiers)."""
+        key = (label or getattr(verifier, "name", verifier), model_name, scheme.name)
+        if key not in self._exact:
+            self._exact[key] = exact.evaluate(verifier, self.model(model_name), scheme)
+        return self._exact[key]
+
+    def progress(self, iterable, desc: str, total: int | None = None):
+        """A tqdm progress bar on stderr (disabled with ``cfg.progress=False``)."""
+        if not self.cfg.progress:
+            return iterable
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, desc=desc, total=total, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def _need(module: str, attr: str | None = None):
+    """Import ``module`` (and get ``attr``) or raise :class:`Missing` naming it."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise Missing(f"`{module}` cannot be imported ({exc})") from None
+    if attr is None:
+        return mod
+    obj = getattr(mod, attr, None)
+    if obj is None:
+        raise Missing(f"`{module}.{attr}` does not exist yet")
+    return obj
+
+
+def _twin_names() -> list[str]:
+    """Registry names that have a torch twin (raises Missing when the gpu layer has none)."""
+    twins = _need("specoracle.gpu", "TWINS")
+    names = [e.name for e in registry.entries() if e.name in twins]
+    if not names:
+        raise Missing("`specoracle.gpu.TWINS` holds no twin of a registered verifier yet")
+    return names
+
+
+def _f(x) -> float:
+    return float(x)
+
+
+def _fmt_err(x: float) -> str:
+    return "0" if x == 0 else f"{x:.2e}"
+
+
+# --- 1. exact losslessness ---------------------------------------------------------------------
+def exact_losslessness(ctx: Context) -> Section:
+    """Exact max error and block efficiency of every verifier on every model x accepted scheme."""
+    cfg = ctx.cfg
+    schemes = [parse_scheme(s) for s in cfg.schemes]
+    st_schemes = [parse_scheme(s) for s in cfg.stateful_schemes]
+    jobs = []
+    for e in registry.entries():
+        grid = (cfg.stateful_models, st_schemes) if e.stateful else (cfg.models, schemes)
+        jobs += [(e, m, s) for m in grid[0] for s in grid[1] if e.accepts(s)]
+    rows, data, wrong = [], [], []
+    for entry, mname, scheme in ctx.progress(jobs, "1/7 exact losslessness"):
+        t0 = time.perf_counter()
+        if entry.stateful:
+            length = cfg.stateful_length or 2 * scheme.depth + 1
+            res = exact.sequence_law(entry, ctx.model(mname), scheme, length)
+            err, be, how = _f(res.max_error), _f(res.tokens_per_call), f"sequence law, {length} tokens"
+        else:
+            res = ctx.exact(entry, mname, scheme)
+            err, be, how = _f(res.max_error), _f(res.block_efficiency), "one step"
+        lossless = err < 1e-12
+        # a lossless claim is contradicted by any lossy case; a "lossy" claim (lossy in general) is
+        # not contradicted by a case where the verifier happens to be exact (checked per verifier below)
+        agrees = lossless or not entry.lossless
+        if not agrees:
+            wrong.append(f"{entry.name} on {mname} {scheme.name}")
+        seconds = time.perf_counter() - t0
+        rows.append((entry.name, mname, scheme.name, _fmt_err(err), round(be, 6),
+                     "lossless" if lossless else "NOT lossless",
+                     "lossless" if entry.lossless else "lossy", "yes" if agrees else "NO", how))
+        data.append({"verifier": entry.name, "model": mname, "scheme": scheme.name, "max_error": err,
+                     "block_efficiency": be, "lossless": lossless, "claimed_lossless": entry.lossless,
+                     "agrees": agrees, "stateful": entry.stateful, "seconds": seconds})
+    notes = []
+    for name in dict.fromkeys(d["verifier"] for d in data if not d["claimed_lossless"]):
+        cases = [d for d in data if d["verifier"] == name]
+        lossy = [f"{d['model']} {d['scheme']} (err {d['max_error']:.2g})" for d in cases if not d["lossless"]]
+        notes.append(f"{name} is registered as lossy: "
+                     + (f"shown lossy on {', '.join(lossy)}." if lossy else
+                        "exact on every case of this grid (its failure needs a larger case)."))
+    n_ok = sum(d["lossless"] for d in data)
+    summary = (f"{len(data)} exact evaluations over {len({d['verifier'] for d in data})} registered verifiers: "
+               f"{n_ok} lossless (max |extended law - target| < 1e-12), {len(data) - n_ok} not; "
+               + ("no verifier registered as lossless is lossy anywhere." if not wrong
+                  else f"{len(wrong)} cases contradict a lossless claim: {', '.join(wrong)}."))
+    cols = list(dict.fromkeys(f"{d['model']} {d['scheme']}" for d in data))
+    grid: dict[str, dict[str, str]] = {}
+    for d in data:
+        mark = "✓" if d["lossless"] else f"✗ err {d['max_error']:.1e}"
+        grid.setdefault(d["verifier"], {})[f"{d['model']} {d['scheme']}"] = f"{d['block_efficiency']:.4f} {mark}"
+    pivot = Table(("verifier", *cols), tuple((v, *[grid[v].get(c, "") for c in cols]) for v in grid),
+                  "block efficiency E[accepted] + 1 and the exact verdict (✓ lossless, max error < 1e-12; "
+                  "✗ with its max error); blank: the verifier does not accept the scheme")
+    table = Table(("verifier", "model", "scheme", "max error", "block eff.", "exact verdict", "claimed",
+                   "agrees", "judged on"), tuple(rows),
+                  "every exact evaluation: max error = max over V^(L+1) of |law of (block + target "
+                  "continuation) - target law|", collapsed=True)
+    fig = Figure("exact_losslessness.png", "log10 of the exact max error (white: not applicable; "
+                 "green: exactly lossless)", lambda path: _plot_exact(data, path))
+    return Section("exact", 1, "Exact losslessness", "fail" if wrong else "ok", summary, (pivot, table), (fig,),
+                   notes=tuple(notes), data=data)
+
+
+def _plot_exact(data: list[dict], path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    verifiers = list(dict.fromkeys(d["verifier"] for d in data))
+    cols = list(dict.fromkeys(f"{d['model']}\n{d['scheme']}" for d in data))
+    grid = np.full((len(verifiers), len(cols)), np.nan)
+    for d in data:
+        grid[verifiers.index(d["verifier"]), cols.index(f"{d['model']}\n{d['scheme']}")] = \
+            np.log10(max(d["max_error"], 1e-17))
+    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(cols) + 2), max(3, 0.35 * len(verifiers) + 1.5)))
+    cmap = plt.get_cmap("RdYlGn_r").copy()
+    cmap.set_bad("white")
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-17, vmax=0, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, fontsize=7, rotation=90)
+    ax.set_yticks(range(len(verifiers)), verifiers, fontsize=8)
+    fig.colorbar(im, ax=ax, label="log10 max error (-17: exactly 0)")
+    ax.set_title("Exact losslessness: log10 max |extended law - target|")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- 2. chi-squared per torch twin -------------------------------------------------------------
+def chi2_twins(ctx: Context) -> Section:
+    """Chi-squared test of every torch twin's sampled blocks against the exact block law."""
+    from . import sampling
+
+    cfg = ctx.cfg
+    names = _twin_names()
+    _need("specoracle.gpu", "sample_blocks")
+    schemes = [parse_scheme(s) for s in cfg.chi2_schemes]
+    jobs = [(registry.get(n), m, s) for n in names for m in cfg.chi2_models for s in schemes
+            if registry.get(n).accepts(s)]
+    if not jobs:
+        raise Missing("no torch twin accepts the configured chi-squared schemes")
+    notes = []
+    per_test_alpha = cfg.alpha / len(jobs)
+    results = []
+    for entry, mname, scheme in ctx.progress(jobs, "2/7 chi-squared (torch)"):
+        law = ctx.exact(entry, mname, scheme).block_law
+        n = cfg.chi2_samples
+        if n is None:
+            size = _need("specoracle.stats", "sample_size")
+            cells = sum(1 for v in law.values() if float(v) > 0)
+            n = int(size(cfg.chi2_tv, cells=cells, alpha=per_test_alpha, power=cfg.power))
+        seed = derive_seed(cfg.seed, "chi2", entry.name, mname, scheme.name)
+        results.append(sampling.twin_chi2(entry.name, ctx.model(mname), scheme, n, device=cfg.device,
+                                          seed=seed, alpha=per_test_alpha, power=cfg.power, block_law=law))
+    rejected = sampling.holm([r.p_value for r in results], cfg.alpha)
+    rows, data = [], []
+    for r, rej in zip(results, rejected):
+        rows.append((r.verifier, r.model, r.scheme, r.device, r.samples, r.cells,
+                     "inf" if not math.isfinite(r.statistic) else round(r.statistic, 3),
+                     f"{r.p_value:.3g}", round(r.detectable_tv, 4), "FAIL" if rej else "pass"))
+        d = {k: getattr(r, k) for k in r.__dataclass_fields__}
+        d["rejected"] = bool(rej)
+        if not math.isfinite(r.statistic):
+            d["statistic_note"] = "a sampled block lies outside the exact support (infinite statistic)"
+        data.append(d)
+    n_fail = sum(rejected)
+    if cfg.chi2_samples is not None:
+        notes.append(f"Fixed sample size {cfg.chi2_samples} per test (preset {cfg.preset}); the detectable "
+                     f"TV column states what that size buys.")
+    summary = (f"{len(results)} tests over {len({r.verifier for r in results})} torch twins on device "
+               f"{cfg.device}; Holm family-wise alpha = {cfg.alpha} (per-test design alpha "
+               f"{per_test_alpha:.2g}), power {cfg.power}: {n_fail} rejected.")
+    table = Table(("twin", "model", "scheme", "device", "samples", "cells", "statistic", "p-value",
+                   f"detectable TV (power {cfg.power})", "verdict"), tuple(rows),
+                  "H0: the twin's emitted block has the reference's exact block law (section 1 proves "
+                  "that law lossless). Cells pooled from the expected law.")
+    return Section("chi2", 2, "Chi-squared per torch verifier", "fail" if n_fail else "ok", summary, (table,),
+                   notes=tuple(notes), data=data)
+
+
+# --- 3. efficiency vs LP bounds ----------------------------------------------------------------
+_BOUNDS = (("universal_bound", "universal LP"), ("path_selection_bound", "path-selection LP"))
+
+
+def efficiency_bounds(ctx: Context) -> Section:
+    """Exact block efficiency of every verifier next to the universal and path-selection LP bounds."""
+    cfg = ctx.cfg
+    notes: list[str] = []
+    lp_fns: dict[str, Callable | None] = {}
+    for fn_name, _label in _BOUNDS:
+        try:
+            lp_fns[fn_name] = _need("specoracle.lp", fn_name)
+        except Missing as exc:
+            lp_fns[fn_name] = None
+            notes.append(f"{exc}: its column is left empty.")
+    schemes = [parse_scheme(s) for s in cfg.bound_schemes]
+    blocks = [(m, s) for m in cfg.bound_models for s in schemes]
+    rows, data, violations = [], [], []
+    for mname, scheme in ctx.progress(blocks, "3/7 efficiency vs LP bounds"):
+        model = ctx.model(mname)
+        bounds = {}
+        for fn_name, label in _BOUNDS:
+            fn = lp_fns[fn_name]
+            if fn is None:
+                continue
+            t0 = time.perf_counter()
+            b = fn(model, scheme)
+            bounds[fn_name] = {"block_efficiency": _f(b.block_efficiency),
+                               "status": str(getattr(b, "status", "")),
+                               "n_variables": int(getattr(b, "n_variables", 0) or 0),
+                               "seconds": time.perf_counter() - t0}
+        verifiers = {}
+        for entry in registry.entries():
+            if not entry.accepts(scheme) or entry.stateful:
+                continue
+            res = ctx.exact(entry, mname, scheme)
+            be = _f(res.block_efficiency)
+            lossless = _f(res.max_error) < 1e-12
+            verifiers[entry.name] = {"block_efficiency": be, "lossless": lossless}
+            cells = []
+            for fn_name, _label in _BOUNDS:
+                if fn_name in bounds:
+                    ub = bounds[fn_name]["block_efficiency"]
+                    if fn_name == "universal_bound" and lossless and be > ub + TOL_BOUND:
+                        violations.append(f"{entry.name} on {mname} {scheme.name} exceeds the universal bound")
+                    cells += [round(ub, 6), f"{100 * be / ub:.1f}%"]
+                else:
+                    cells += ["missing", "-"]
+            rows.append((mname, scheme.name, entry.name, round(be, 6), *cells,
+                         "yes" if lossless else "NO"))
+        data.append({"model": mname, "scheme": scheme.name, "bounds": bounds, "verifiers": verifiers})
+    status = "fail" if violations else ("partial" if notes else "ok")
+    if all(v is None for v in lp_fns.values()):
+        status = "partial"
+    summary = (f"Exact block efficiency E[accepted] + 1 of {len({v for d in data for v in d['verifiers']})} "
+               f"verifiers on {len(blocks)} model x scheme pairs"
+               + (f", against the LP bounds ({', '.join(k for k, v in lp_fns.items() if v)})."
+                  if any(lp_fns.values()) else "; the LP bounds are missing (see notes).")
+               + (f" Violations: {'; '.join(violations)}." if violations else
+                  " No lossless verifier exceeds the universal bound." if lp_fns.get("universal_bound") else ""))
+    table = Table(("model", "scheme", "verifier", "block eff.", "universal LP", "% of universal",
+                   "path-selection LP", "% of path-sel.", "lossless"), tuple(rows),
+                  "The universal LP bounds every iteration-wise lossless verifier for the scheme; "
+                  "the path-selection LP bounds verifiers that accept one drafted path.")
+    fig = Figure("efficiency_bounds.png", "Block efficiency per verifier (bars) against the LP bounds "
+                 "(lines)", lambda path: _plot_bounds(data, path))
+    return Section("bounds", 3, "Block efficiency against the LP bounds", status, summary, (table,), (fig,),
+                   notes=tuple(notes), data=data)
+
+
+def _plot_bounds(data: list[dict], path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    n = len(data)
+    ncols = min(n, 3)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
+    styles = {"universal_bound": ("universal LP", "tab:red", "-"),
+              "path_selection_bound": ("path-selection LP", "tab:purple", "--")}
+    for ax, d in zip(axes.flat, data):
+        names = list(d["verifiers"])
+        vals = [d["verifiers"][v]["block_efficiency"] for v in names]
+        colors = ["tab:blue" if d["verifiers"][v]["lossless"] else "tab:gray" for v in names]
+        ax.bar(range(len(names)), vals, color=colors)
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+        for key, b in d["bounds"].items():
+            label, color, ls = styles.get(key, (key, "k", ":"))
+            ax.axhline(b["block_efficiency"], color=color, ls=ls, lw=1.4, label=f"{label} {b['block_efficiency']:.3f}")
+        lo = min(vals + [1.0])
+        ax.set_ylim(max(0.9, lo - 0.05), max(vals + [b["block_efficiency"] for b in d["bounds"].values()]) * 1.04)
+        ax.set_title(f"{d['model']}  {d['scheme']}", fontsize=9)
+        ax.set_ylabel("block efficiency")
+        if d["bounds"]:
+            ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- 4. torch vs reference under shared randomness ---------------------------------------------
+def parity(ctx: Context) -> Section:
+    """Mismatches of every torch twin against its reference under shared uniforms."""
+    cfg = ctx.cfg
+    names = _twin_names()
+    par = _need("specoracle.gpu", "parity")
+    import torch
+
+    schemes = [parse_scheme(s) for s in cfg.parity_schemes]
+    jobs = [(n, m, s, dt) for n in names for m in cfg.parity_models for s in schemes
+            if registry.get(n).accepts(s) for dt in (torch.float64, torch.float32)]
+    rows, data, bad = [], [], []
+    for name, mname, scheme, dtype in ctx.progress(jobs, "4/7 torch vs reference"):
+        seed = derive_seed(cfg.seed, "parity", name, mname, scheme.name)
+        r = par(name, ctx.model(mname), scheme, n_instances=cfg.parity_instances, dtype=dtype,
+                device=cfg.device, seed=seed)
+        mism, ties = int(r.mismatches), int(getattr(r, "near_ties", 0))
+        dt = str(dtype).replace("torch.", "")
+        ok = mism == 0 if dtype == torch.float64 else mism <= ties
+        if not ok:
+            bad.append(f"{name} {mname} {scheme.name} {dt}")
+        rows.append((name, mname, scheme.name, str(getattr(r, "device", cfg.device)), dt, int(r.n), mism, ties,
+                     "ok" if ok else "MISMATCH"))
+        data.append({"verifier": name, "model": mname, "scheme": scheme.name, "dtype": dt,
+                     "device": str(getattr(r, "device", cfg.device)), "n": int(r.n), "mismatches": mism,
+                     "near_ties": ties, "ok": ok})
+    summary = (f"{len(data)} parity runs ({cfg.parity_instances} instances each, shared uniforms from the "
+               f"published Coupled layout): float64 must match exactly; float32 mismatches must all be "
+               f"near-ties (|u - threshold| < 1e-6). "
+               + ("All pass." if not bad else f"Failing: {'; '.join(bad)}."))
+    table = Table(("twin", "model", "scheme", "device", "dtype", "instances", "mismatches", "float32 near-ties",
+                   "verdict"), tuple(rows))
+    return Section("parity", 4, "Torch vs reference under shared randomness", "fail" if bad else "ok", summary,
+                   (table,), data=data)
+
+
+# --- 5. mutants --------------------------------------------------------------------------------
+def mutant_detection(ctx: Context) -> Section:
+    """Every mutant must be flagged and every true negative passed (exact, and chi-squared)."""
+    from specoracle import examples, mutants
+
+    cfg = ctx.cfg
+    items = list(mutants.catalog()) + list(mutants.true_negatives())
+    notes = []
+    check = None
+    if cfg.mutant_chi2_samples:
+        try:
+            check = _need("specoracle.check", "check_lossless")
+        except Missing as exc:
+            notes.append(f"{exc}: the chi-squared column is empty; the exact column stands alone.")
+    rows, data, missed = [], [], []
+    for m in ctx.progress(items, "5/7 mutants", total=len(items)):
+        model = examples.get(m.model)
+        scheme = parse_scheme(m.scheme)
+        res = ctx.exact(m.verify, m.model, scheme, label=f"mutant:{m.name}")
+        err = _f(res.max_error)
+        tv = 0.5 * float(np.abs(np.asarray(res.extended_law, float) - np.asarray(res.target_law, float)).sum())
+        flagged = err >= 1e-12
+        caught = flagged != m.lossless
+        d = {"mutant": m.name, "model": m.model, "scheme": m.scheme, "expected": "lossless" if m.lossless else "bug",
+             "exact_max_error": err, "exact_tv": tv, "exact_flagged": flagged, "exact_correct": caught}
+        chi = ("-", "-", "-", "-")
+        if check is not None:
+            seed = derive_seed(cfg.seed, "mutant", m.name)
+            v = check(m.verify, model, scheme, method="chi2", alpha=cfg.alpha, power=cfg.power, seed=seed,
+                      n=cfg.mutant_chi2_samples)
+            chi_flag = not bool(v.lossless)
+            dtv = getattr(v, "detectable_tv", None)
+            d.update({"chi2_samples": int(getattr(v, "samples", cfg.mutant_chi2_samples) or 0),
+                      "chi2_p_value": _f(v.p_value) if v.p_value is not None else None,
+                      "chi2_detectable_tv": _f(dtv) if dtv is not None else None,
+                      "chi2_flagged": chi_flag})
+            chi = (d["chi2_samples"], f"{d['chi2_p_value']:.3g}" if d["chi2_p_value"] is not None else "-",
+                   round(d["chi2_detectable_tv"], 4) if dtv is not None else "-",
+                   "flagged" if chi_flag else "passed")
+        if not caught:
+            missed.append(m.name)
+        data.append(d)
+        rows.append((m.name, d["expected"], m.model, m.scheme, _fmt_err(err), _fmt_err(tv),
+                     "flagged" if flagged else "passed",
+                     *chi, "yes" if caught else "NO", m.description))
+    n_bugs = sum(1 for m in items if not m.lossless)
+    summary = (f"{n_bugs} mutants and {len(items) - n_bugs} true negatives: the exact check "
+               + ("flags every mutant and passes every true negative." if not missed
+                  else f"gets {len(missed)} wrong: {', '.join(missed)}."))
+    if check is not None:
+        chi_missed = [d["mutant"] for d in data if d.get("chi2_flagged") is False and d["expected"] == "bug"]
+        chi_false = [d["mutant"] for d in data if d.get("chi2_flagged") is True and d["expected"] == "lossless"]
+        summary += f" Chi-squared at {cfg.mutant_chi2_samples} samples: "
+        summary += ("flags every mutant" if not chi_missed else
+                    f"misses {len(chi_missed)} mutants ({', '.join(chi_missed)}) whose TV is below what this sample "
+                    f"size detects (the exact check catches them)")
+        summary += (" and passes every true negative." if not chi_false else
+                    f"; false alarm on {', '.join(chi_false)} (expected at rate alpha = {cfg.alpha}).")
+    table = Table(("mutant", "expected", "model", "scheme", "exact max error", "exact TV", "exact", "chi2 samples",
+                   "chi2 p-value", "chi2 detectable TV", "chi2", "correct", "what it models"), tuple(rows),
+                  "exact: max error and total variation of the extended law on V^(L+1) against the target; "
+                  "chi2: specoracle.check.check_lossless(method='chi2') on reference samples, which can only "
+                  "flag a mutant whose TV is near or above its detectable TV")
+    status = "fail" if missed else ("partial" if notes else "ok")
+    return Section("mutants", 5, "Mutant detection", status, summary, (table,), notes=tuple(notes), data=data)
+
+
+# --- 6. delayed expansion ----------------------------------------------------------------------
+def delayed_expansion(ctx: Context) -> Section:
+    """Block efficiency of ``delayed(k, d, L - d)`` over the branch depth ``d`` on an n-gram model."""
+    cfg = ctx.cfg
+    k, L = cfg.delayed_k, cfg.delayed_depth
+    mname = f"ngram:{cfg.delayed_vocab}"
+    model = ctx.model(mname)
+    schemes = [delayed(k, d, L - d) for d in range(L + 1)]
+    entries = [e for e in registry.entries() if e.accepts("delayed") and not e.stateful]
+    notes = []
+    try:
+        topdown_be = _need("specoracle.reference.topdown", "scheme_block_efficiency")
+        top_names = set(getattr(importlib.import_module("specoracle.reference.topdown"), "TOPDOWN", ())) or None
+    except Missing:
+        topdown_be, top_names = None, None
+    try:
+        ub = _need("specoracle.lp", "universal_bound")
+    except Missing as exc:
+        ub = None
+        notes.append(f"{exc}: no universal-bound curve.")
+    if not entries:
+        raise Missing("no registered verifier accepts delayed trees yet")
+    series: dict[str, list[float]] = {e.name: [] for e in entries}
+    bound: list[float] = []
+    how: dict[str, str] = {}
+    lossy: list[str] = []
+    jobs = [(e, s) for s in schemes for e in entries]
+    for entry, scheme in ctx.progress(jobs, "6/7 delayed expansion"):
+        be = None
+        if topdown_be is not None and (top_names is None or entry.name in top_names):
+            try:
+                be = _f(topdown_be(entry.name, model, scheme))
+                how[entry.name] = "DDTE Eq. 3 (branching probabilities)"
+            except Exception:  # not a top-down method: fall back to the exact engine
+                be = None
+        if be is None:
+            res = ctx.exact(entry, mname, scheme)
+            be = _f(res.block_efficiency)
+            how[entry.name] = "exact engine"
+            if entry.lossless and _f(res.max_error) >= 1e-12:
+                lossy.append(f"{entry.name} {scheme.name} (max error {_f(res.max_error):.2g})")
+        series[entry.name].append(be)
+    if ub is not None:
+        for scheme in ctx.progress(schemes, "6/7 universal bound"):
+            bound.append(_f(ub(model, scheme).block_efficiency))
+    rows = []
+    for i, s in enumerate(schemes):
+        top = max(series[n][i] for n in series)
+        best_names = [n for n in series if series[n][i] >= top - 1e-9]
+        best = "/".join(best_names) if len(best_names) <= 3 else f"tie ({len(best_names)} verifiers)"
+        rows.append((i, s.name, *[round(series[n][i], 5) for n in series],
+                     round(bound[i], 5) if bound else "missing", best))
+    best_d = {n: int(np.argmax(v)) for n, v in series.items()}
+    if lossy:
+        notes.append("Not lossless on this model (exact engine): " + "; ".join(lossy) + ".")
+    tokens = getattr(model, "token_names", None)
+    summary = (f"n-gram model of the Python standard library's sources (V={model.V}, trigram target, unigram "
+               f"draft{', tokens ' + repr(tokens) if tokens else ''}); k={k} branches, depth L={L}; d = tokens "
+               f"drafted as one trunk before branching (d=0: i.i.d. tree, d=L: a single chain). Best d per "
+               f"verifier: " + ", ".join(f"{n} d={d}" for n, d in best_d.items()) + ".")
+    table = Table(("d", "scheme", *series, "universal LP", "best verifier"), tuple(rows),
+                  "Exact block efficiency E[accepted] + 1 per branch depth d.")
+    data = {"model": mname, "k": k, "L": L, "d": list(range(L + 1)), "schemes": [s.name for s in schemes],
+            "block_efficiency": series, "universal_bound": bound or None, "method": how, "best_d": best_d}
+    fig = Figure("delayed_expansion.png", f"Block efficiency vs branch depth d of delayed({k}, d, {L}-d) on "
+                 f"{mname}", lambda path: _plot_delayed(data, path))
+    return Section("delayed", 6, "Efficiency vs branching position (delayed expansion)",
+                   "fail" if lossy else "partial" if notes else "ok", summary, (table,), (fig,), notes=tuple(notes), data=data)
+
+
+def _plot_delayed(data: dict, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    d = data["d"]
+    markers = "os^vD<>phx*+"
+    for i, (name, vals) in enumerate(data["block_efficiency"].items()):
+        ax.plot(d, vals, marker=markers[i % len(markers)], label=name)
+    if data["universal_bound"]:
+        ax.plot(d, data["universal_bound"], "k--", lw=1.5, label="universal LP bound")
+    ax.set_xticks(d)
+    ax.set_xlabel(f"branch depth d  (delayed({data['k']}, d, {data['L']} - d))")
+    ax.set_ylabel("block efficiency E[tau] + 1")
+    ax.set_title(f"Delayed tree expansion on {data['model']}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- 7. selector -------------------------------------------------------------------------------
+def _flatten(d, prefix=""):
+    out = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out += _flatten(v, key + ".")
+        else:
+            out.append((key, v))
+    return out
+
+
+def selector(ctx: Context) -> Section:
+    """The learned delay-and-branch selector against static choices (``gpu.selector.summary``)."""
+    sel = _need("specoracle.gpu.selector", "summary")
+    summ = sel()
+    if not isinstance(summ, dict):
+        summ = getattr(summ, "__dict__", {"summary": str(summ)})
+    policies = {k: v for k, v in summ.items() if isinstance(v, dict) and "throughput" in v}
+    prow = []
+    for key, v in policies.items():
+        prow.append((v.get("name", key), _round(v.get("throughput")), _round(v.get("aggregate_throughput")),
+                     _round(v.get("block_efficiency")), str(tuple(v["action"])) if v.get("action") is not None else "-",
+                     v.get("n_distinct", "-")))
+    rows = []
+    for key, v in _flatten({k: v for k, v in summ.items() if k not in policies}):
+        if isinstance(v, (list, tuple)) and len(v) > 8:
+            v = f"[{len(v)} values]"
+        rows.append((key, _round(v) if isinstance(v, float) else v if isinstance(v, (int, bool)) or v is None
+                     else str(v)))
+    tables = []
+    if prow:
+        tables.append(Table(("policy", "throughput (tokens / t_q)", "aggregate throughput", "block eff.",
+                             "action (K, L1, L2)", "distinct actions"), tuple(prow),
+                            "held-out contexts; throughput = E[tau + 1] / modelled latency"))
+    tables.append(Table(("quantity", "value"), tuple(rows), "as returned by specoracle.gpu.selector.summary()"))
+    figs = ()
+    if prow:
+        figs = (Figure("selector.png", "Held-out throughput and block efficiency per policy",
+                       lambda path: _plot_selector(prow, path)),)
+    margin = summ.get("margin")
+    summary = ("Throughput and block efficiency of the learned (K, L1, L2) selector against the best static "
+               "action, the per-context oracle and traversal, on held-out contexts"
+               + (f"; selector over best static: {100 * margin:+.1f}% throughput." if isinstance(margin, float) else "."))
+    return Section("selector", 7, "Delayed tree expansion selector", "ok", summary, tuple(tables), figs,
+                   data=summ)
+
+
+def _round(v, nd: int = 5):
+    return round(v, nd) if isinstance(v, float) and math.isfinite(v) else v
+
+
+def _plot_selector(prow, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    names = [r[0] for r in prow]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, col, label in ((axes[0], 1, "throughput (tokens per t_q)"), (axes[1], 3, "block efficiency")):
+        vals = [r[col] if isinstance(r[col], (int, float)) else np.nan for r in prow]
+        colors = ["tab:green" if n == "selector" else "tab:gray" if "oracle" in n else "tab:blue" for n in names]
+        ax.bar(range(len(names)), vals, color=colors)
+        ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=8)
+        ax.set_ylabel(label)
+        finite = [v for v in vals if np.isfinite(v)]
+        if finite:
+            ax.set_ylim(min(finite) * 0.9, max(finite) * 1.05)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- driver ------------------------------------------------------------------------------------
+SECTIONS: tuple[tuple[int, str, str, Callable[[Context], Section]], ...] = (
+    (1, "exact", "Exact losslessness", exact_losslessness),
+    (2, "chi2", "Chi-squared per torch verifier", chi2_twins),
+    (3, "bounds", "Block efficiency against the LP bounds", efficiency_bounds),
+    (4, "parity", "Torch vs reference under shared randomness", parity),
+    (5, "mutants", "Mutant detection", mutant_detection),
+    (6, "delayed", "Efficiency vs branching position (delayed expansion)", delayed_expansion),
+    (7, "selector", "Delayed tree expansion selector", selector),
+)
+
+
+def run_section(ctx: Context, number: int, key: str, title: str, fn: Callable[[Context], Section]) -> Section:
+    """Run one section; a missing dependency or an exception becomes a section that says so."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        sec = fn(ctx)
+    except Missing as exc:
+        sec = Section(key, number, title, "missing",
+                      f"Not computed: {exc}. This section fills in once that part exists; no numbers are shown.",
+                      notes=(str(exc),))
+    except Exception as exc:  # a bug in a dependency must not hide the other sections
+        tb = traceback.format_exc(limit=-3)
+        sec = Section(key, number, title, "error", f"The section raised {type(exc).__name__}: {exc}",
+                      notes=(tb,))
+    return Section(sec.key, sec.number, sec.title, sec.status, sec.summary, sec.tables, sec.figures, sec.notes,
+                   sec.data, time.perf_counter() - t0, time.process_time() - c0)

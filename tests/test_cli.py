@@ -1,0 +1,202 @@
+"""The `specoracle` command line: help everywhere, exit status, JSON output, model names.
+
+Expected numbers are worked values from ALGORITHMS-2.md (§3.8 block efficiencies, §11 mutant
+errors), not the CLI's own output.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from specoracle import cli, mutants
+from specoracle.errors import InvalidInstance, UnknownName
+from specoracle.reports import parse_model
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("sub", [(), ("report",), ("check",), ("bound",), ("bench",)], ids=lambda s: "-".join(s) or "top")
+def test_help_everywhere(capsys, sub):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*sub, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: specoracle" in text
+    if sub:
+        assert "--json" in text
+
+
+@pytest.mark.parametrize("mutant", [m.name for m in mutants.catalog()])
+def test_check_exits_nonzero_on_every_mutant(capsys, mutant):
+    code, out, _ = run(capsys, "check", mutant, "--method", "exact", "--json")
+    verdict = json.loads(out)
+    assert code == 1 and verdict["lossless"] is False, verdict
+
+
+@pytest.mark.parametrize("name", [m.name for m in mutants.true_negatives()])
+def test_check_passes_true_negatives(capsys, name):
+    code, out, _ = run(capsys, "check", name, "--method", "exact", "--json")
+    assert code == 0 and json.loads(out)["lossless"] is True
+
+
+def test_check_mutant_error_is_the_worked_number(capsys):
+    # ALGORITHMS-2.md §11 M3: BV forward scan on E1, L = 2, error 0.148 (= 4/27)
+    code, out, _ = run(capsys, "check", "bv_forward_scan", "--model", "E1", "--scheme", "chain(2)",
+                       "--method", "exact", "--json")
+    v = json.loads(out)
+    assert code == 1
+    assert abs(v["max_error"] - 4 / 27) < 1e-9
+
+
+def test_check_bv_is_lossless_with_worked_efficiency(capsys):
+    # ALGORITHMS-2.md §3.8: BV on E1, L = 2: E[tau] = 11/9, so BE = 20/9
+    code, out, _ = run(capsys, "check", "bv", "--model", "E1", "--scheme", "chain(2)", "--method", "exact", "--json")
+    v = json.loads(out)
+    assert code == 0 and v["lossless"] is True
+    if "block_efficiency" in v:
+        assert abs(v["block_efficiency"] - float(Fraction(20, 9))) < 1e-9
+
+
+def test_check_human_output_names_the_verdict(capsys):
+    code, out, _ = run(capsys, "check", "sps_resample_target", "--method", "exact")
+    assert code == 1 and "NOT LOSSLESS" in out and "E1" in out
+
+
+def test_check_unknown_name_exits_2_with_suggestion(capsys):
+    code, _, err = run(capsys, "check", "specinfr")
+    assert code == 2 and "specinfer" in err and "Did you mean" in err
+
+
+def test_check_bad_scheme_exits_2(capsys):
+    code, _, err = run(capsys, "check", "bv", "--scheme", "iid(2")
+    assert code == 2 and "scheme" in err
+
+
+def test_console_script_exit_status_on_a_mutant():
+    """The installed entry point (not just main()) returns 1 on a mutant, 0 on a correct verifier."""
+    exe = Path(sys.executable).with_name("specoracle")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "specoracle"]
+    bad = subprocess.run([*cmd, "check", "bv_cumprod", "--method", "exact"], capture_output=True, text=True,
+                         timeout=300)
+    good = subprocess.run([sys.executable, "-m", "specoracle", "check", "naive", "--method", "exact"],
+                          capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1, bad.stderr
+    assert good.returncode == 0, good.stderr
+
+
+def test_check_twin_on_device(capsys):
+    from specoracle import gpu
+
+    if "bv" not in getattr(gpu, "TWINS", {}) or not hasattr(gpu, "sample_blocks"):
+        pytest.skip("specoracle.gpu has no bv twin / sample_blocks in this checkout")
+    code, out, _ = run(capsys, "check", "bv", "--model", "E2", "--scheme", "chain(2)", "--device", "cpu",
+                       "--samples", "3000", "--json")
+    v = json.loads(out)
+    assert v["samples"] == 3000 and v["outside_support"] == 0 and 0 <= v["p_value"] <= 1
+    assert code == (0 if v["lossless"] else 1)
+
+
+def test_bound_json_universal_equals_bv_on_a_chain(capsys):
+    # on a single path BV is optimal among lossless verifiers, so the universal LP optimum for
+    # chain(2) on E1 is BV's efficiency 20/9 (ALGORITHMS-2.md §3.8 / §12.4)
+    from specoracle import lp
+
+    if not hasattr(lp, "universal_bound"):
+        pytest.skip("specoracle.lp.universal_bound does not exist in this checkout")
+    code, out, _ = run(capsys, "bound", "--model", "E1", "--scheme", "chain(2)", "--which", "universal", "--json")
+    res = json.loads(out)
+    assert code == 0
+    assert abs(res["bounds"]["universal_bound"]["block_efficiency"] - 20 / 9) < 1e-6
+    assert abs(res["verifiers"]["bv"] - 20 / 9) < 1e-9
+
+
+def test_bound_unknown_bound_name_exits_2(capsys):
+    code, _, err = run(capsys, "bound", "--which", "universl")
+    assert code == 2 and "universal" in err
+
+
+def test_report_unknown_section_exits_2(capsys, tmp_path):
+    code, _, err = run(capsys, "report", "--quick", "--only", "exactt", "--out", str(tmp_path / "r"))
+    assert code == 2 and "exact" in err
+
+
+def test_report_only_one_section_json(capsys, tmp_path):
+    code, out, _ = run(capsys, "report", "--quick", "--only", "mutants", "--no-progress", "--json",
+                       "--out", str(tmp_path / "r"))
+    res = json.loads(out)
+    assert list(res["sections"]) == ["mutants"]
+    assert code == (0 if res["ok"] else 1)
+    assert (tmp_path / "r" / "results.json").exists()
+
+
+@pytest.mark.parametrize("text,V", [("E2", 3), ("E5", 4), ("random:5:1", 5), ("random:3:2:0.2", 3), ("ngram:4", 4),
+                                    ("ngram:3:2:1", 3)])
+def test_parse_model(text, V):
+    assert parse_model(text).V == V
+
+
+def test_parse_model_random_is_deterministic_and_divergence_zero_means_equal():
+    a, b = parse_model("random:4:7"), parse_model("random:4:7")
+    assert a.p((1,)).tolist() == b.p((1,)).tolist()
+    z = parse_model("random:4:7:0")
+    assert z.p((2, 1)).tolist() == z.q((2, 1)).tolist()
+
+
+@pytest.mark.parametrize("text,err", [("E9", UnknownName), ("random:4", InvalidInstance),
+                                      ("random:x:1", InvalidInstance), ("ngram:4:3", InvalidInstance)])
+def test_parse_model_errors(text, err):
+    with pytest.raises(err):
+        parse_model(text)
+
+
+# --- the README's promises ------------------------------------------------------------------------
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _code_block_after(heading: str, lang: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text.split(heading, 1)[1]
+    return section.split(f"```{lang}\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_quickstart_is_exactly_two_commands():
+    block = _code_block_after("## Quickstart", "bash")
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+    assert commands == ["bash scripts/report.sh", "bash scripts/test.sh"]
+    root = README.parent
+    assert (root / "scripts" / "report.sh").exists() and (root / "scripts" / "test.sh").exists()
+
+
+def test_readme_ten_line_example_runs_and_finds_the_bug(capsys):
+    code = _code_block_after("## Check your own verifier in ten lines", "python")
+    lines = [line for line in code.splitlines() if line.strip()]
+    assert len(lines) <= 10
+    exec(compile(code, str(README), "exec"), {"__name__": "readme_example"})
+    # M1 (resample from p after a rejection) on E1, L = 2: error 2/27 = 0.0741 (ALGORITHMS-2.md §11)
+    assert capsys.readouterr().out.strip() == "False 0.0741"
+
+
+def test_bench_json_rows(capsys):
+    from specoracle import gpu
+
+    try:
+        gpu.bench
+    except AttributeError:
+        pytest.skip("specoracle.gpu.bench does not exist in this checkout")
+    code, out, _ = run(capsys, "bench", "--verifier", "naive", "--batch", "4", "--vocab", "64", "--repeats", "1",
+                       "--scheme", "chain(2)", "--json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 1
+    row = rows[0]
+    assert row["name"] == "naive" and row["B"] == 4 and row["V"] == 64
+    assert row["twin_s"] > 0 and row["roofline_s"] > 0
+    assert abs(row["ratio"] - row["twin_s"] / row["roofline_s"]) < 1e-9
