@@ -202,7 +202,10 @@ def test_categorical_inverse_cdf_never_returns_zero_mass():
     assert categorical_from_uniform(0.0, probs) == 1
     assert categorical_from_uniform(0.2999999, probs) == 1
     assert categorical_from_uniform(0.3, probs) == 3
-    assert categorical_from_uniform(0.9999999999999999, [0.1, 0.2, 0.3, 0.39999999]) == 3
+    # rounding leaves u >= sum(probs): the last positive index, never a zero-mass one
+    assert categorical_from_uniform(0.99999999995, [0.1, 0.2, 0.3999999999, 0.3, 0.0]) == 3
+    with pytest.raises(Exception, match="summing to 1"):
+        categorical_from_uniform(0.5, [0.5, 0.4])
 
 
 def test_coupled_rejects_unknown_and_reused_keys():
