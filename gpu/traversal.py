@@ -5,10 +5,22 @@ The recursion of the reference visits nodes in a fixed order per tree: node ``c`
 accept coin ``U[("accept", c)] < w_c``; on failure the parent's state ``(w, p^, q^)`` takes the
 residual update) in post-order; the first successful exit ends the call. The twin precomputes
 this event sequence for every tree of the batch (one sort, ``2N - 1`` events) and runs one loop
-over event steps, vectorised over the batch. Only nodes on the current DFS path carry a modified
-state, so ``p^, q^`` live in per-depth stacks ``[B, L+1, V]``; an unmodified node reads its own
-rows of ``p, q`` (nothing is copied on entry). The ``V``-wide work of a step (the residual update
-after a rejected subtree) is done only for the rows that need it.
+over event steps, vectorised over the batch.
+
+Node states are never stored as ``V``-wide rows. Writing ``M_u`` for the tokens of the rejected
+children of ``u``, the reference's updates keep the form
+
+    q^_u = cq_u q_u off M_u, 0 on M_u;      p^_u = (a_u p_u - b_u q_u)_+ off M_u,
+    p^_u(x_c) = a_u e_c on M_u              (e_c fixed when child c is rejected)
+
+(the support of ``(w p^ - q^)_+`` only shrinks, so one positive part of a linear combination of the
+original rows is enough), with per-node scalars ``w, a, b, cq`` and the unrejected draft mass ``T``
+(``cq = 1 / T``; ``T`` starts at 1, rows are laws). A residual update needs only
+``S = sum_y (w p^ - q^)_+ = A sum_{y not in M} (p + K q)_+ + A sum_M e`` with ``A = w a``,
+``K = -(w b + cq) / A``: one gather of the node's original ``p, q`` rows and one in-cache pass
+(:func:`_resid_sums`); the scalars then update in closed form. Entry weights read two scalars
+``p_u(x), q_u(x)``; a full row is built only once per tree, for the final residual draw. The
+results equal the reference's up to floating-point rounding of the same quantities.
 """
 from __future__ import annotations
 
@@ -49,97 +61,171 @@ def event_order(batch: TreeBatch) -> tuple[torch.Tensor, torch.Tensor]:
     return node, order < N
 
 
-def _state_rows(batch, P, Q, mod, r, u, du, with_q: bool = True):
-    """Current ``p^, q^`` rows [R, V] of nodes ``u`` (stack depth ``du``) of trees ``r``: the stack
-    entry when the node was modified, else the node's own rows (row copies with ``index_select``)."""
-    m = mod[r, du]
-    V = batch.V
-    Lp1 = P.shape[1]
-    if bool(m.all()):
-        idx = r * Lp1 + du
-        return P.view(-1, V).index_select(0, idx), (Q.view(-1, V).index_select(0, idx) if with_q else None)
-    N = batch.N
-    pf, qf = batch.p.reshape(-1, V), batch.q.reshape(-1, V)
-    if not bool(m.any()):
-        idx = r * N + u
-        return pf.index_select(0, idx), (qf.index_select(0, idx) if with_q else None)
-    ph = pf.index_select(0, r * N + u)
-    qh = qf.index_select(0, r * N + u) if with_q else None
-    k = m.nonzero()[:, 0]
-    sidx = r[k] * Lp1 + du[k]
-    ph.index_copy_(0, k, P.view(-1, V).index_select(0, sidx))
-    if with_q:
-        qh.index_copy_(0, k, Q.view(-1, V).index_select(0, sidx))
-    return ph, qh
+CHUNK = 1 << 22  # bytes per gather buffer of _resid_sums (two buffers)
+
+
+def _resid_sums(pf, qf, idx, K, zflat, chunk_bytes: int = CHUNK):
+    """``G = sum_y (p(y) + K q(y))_+`` for the rows ``idx`` of ``pf, qf`` [*, V] (``K`` [R]), with
+    the flat entries ``zflat`` (``row_in_idx * V + token``) left out. Row chunks through reused
+    buffers (one gather per law, everything else in place, in cache)."""
+    R = idx.shape[0]
+    V = pf.shape[1]
+    out = torch.empty(R, dtype=pf.dtype, device=pf.device)
+    step = max(1, chunk_bytes // max(1, V * pf.element_size()))
+    n = min(step, R)
+    b1 = torch.empty((n, V), dtype=pf.dtype, device=pf.device)
+    b2 = torch.empty((n, V), dtype=pf.dtype, device=pf.device)
+    for s in range(0, R, step):
+        e = min(R, s + step)
+        if s == 0 and e == R:
+            t, u, ii, k = b1, b2, idx, K[:, None]
+        else:
+            t, u, ii, k = b1[: e - s], b2[: e - s], idx[s:e], K[s:e, None]
+        torch.index_select(pf, 0, ii, out=t)
+        torch.index_select(qf, 0, ii, out=u)
+        t.addcmul_(u, k).clamp_min_(0)
+        if zflat is not None:
+            if s == 0 and e == R:
+                t.view(-1)[zflat] = 0
+            else:
+                m = (zflat >= s * V) & (zflat < e * V)
+                t.view(-1)[zflat[m] - s * V] = 0
+        torch.sum(t, dim=-1, out=out[s:e])
+    return out
 
 
 def traversal(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Traversal Verification on a batch of trees (shared-uniform layout of ``traversal_keys``).
 
+    Node states are kept in scalar form (module docstring): a residual update gathers the node's
+    original ``p, q`` rows once to get ``S``; full rows are built only for the final residual draw.
+
     Returns
     -------
     node, token : LongTensor [B] each.
     """
-    B, N, L, V = batch.B, batch.N, batch.L, batch.V
+    B, N, V = batch.B, batch.N, batch.V
     dev, dt = batch.device, batch.dtype
     rows_all = torch.arange(B, device=dev)
     ev_node, ev_enter = event_order(batch)
+    E = ev_node.shape[1]
     one = torch.ones((), dtype=dt, device=dev)
-    w = torch.ones((B, N), dtype=dt, device=dev)
-    P = torch.empty((B, L + 1, V), dtype=dt, device=dev)  # p^ of the node on the path at depth d
-    Q = torch.empty((B, L + 1, V), dtype=dt, device=dev)
-    mod = torch.zeros((B, L + 1), dtype=torch.bool, device=dev)
+    pf, qf = batch.p.reshape(B * N, V), batch.q.reshape(B * N, V)
+    pflat, qflat = pf.view(-1), qf.view(-1)
+    # per-node state columns: w, a, b, cq (q^ = cq q off the rejected tokens), T (unrejected draft
+    # mass in units of q)
+    st = torch.zeros((B, N, 5), dtype=dt, device=dev)
+    st[..., 0] = 1
+    st[..., 1] = 1
+    st[..., 3] = 1
+    st[..., 4] = 1
+    stf = st.view(B * N, 5)
+    rowsN = torch.arange(B, device=dev) * N
+    # p^_parent at the token of a rejected child c is a_parent * e_c (e_c fixed when c is rejected)
+    ee = torch.zeros((B, N), dtype=dt, device=dev)
+    eef = ee.view(-1)
+    rej = torch.zeros((B, N), dtype=torch.bool, device=dev)
+    rejf = rej.view(-1)
+    parents = batch.parents
+    tok0 = batch.tokens.clamp_min(0)
+    tok0f = tok0.reshape(-1)
+    # everything about the event sequence that does not depend on the outcomes
+    ev_nd = ev_node.clamp_min(0)
+    ev_par = parents.gather(1, ev_nd).clamp_min(0)
+    ev_x = tok0.gather(1, ev_nd)
+    ev_fi = (rows_all[:, None] * N + ev_par) * V + ev_x  # flat index of p_u(x), q_u(x)
+    ev_px, ev_qx = pflat[ev_fi], qflat[ev_fi]
+    ev_coin = U.gather(1, (ev_nd - 1).clamp_min(0))  # ("accept", node) column
+    ev_valid = ev_node >= 0
+    ev_in = ev_valid & ev_enter
+    ev_out = ev_valid & ~ev_enter
+    # step-major copies: one gather per step for what a failed exit needs
+    ev_T = torch.stack([ev_par, rowsN[:, None] + ev_par, rowsN[:, None] + ev_nd], -1).transpose(0, 1).contiguous()
+    ev_pq = torch.stack([ev_px, ev_qx], -1).transpose(0, 1).contiguous()  # [E, B, 2]
+    ev_w5 = ((rowsN[:, None] + ev_nd) * 5).t().contiguous()  # flat index of the event node's w in st
+    ev_coinT = torch.where(ev_nd == 0, torch.full_like(ev_coin, -1), ev_coin).t().contiguous()  # root: accept
+    ev_inT, ev_outT = ev_in.t().contiguous(), ev_out.t().contiguous()
+    stv = st.view(-1)
+    # steps where every exiting node is its parent's first child: no rejected siblings to mask
+    arN = torch.arange(N, device=dev)
+    earlier = ((parents[:, :, None] == parents[:, None, :]) & (arN[None, None, :] < arN[None, :, None])).any(-1)
+    ev_first_only = (~ev_out | ~earlier.gather(1, ev_nd)).all(0).tolist()
+    ev_any_in = ev_in.any(0).tolist()
+    ev_any_out = ev_out.any(0).tolist()
     done = torch.zeros(B, dtype=torch.bool, device=dev)
     res = torch.zeros(B, dtype=torch.long, device=dev)
-    for t in range(2 * N - 1):
-        node = ev_node[:, t]
-        live = (node >= 0) & ~done
-        if not bool(live.any()):
-            break
-        nd = node.clamp_min(0)
-        d = batch.depth.gather(1, nd[:, None])[:, 0]
-        par = batch.parents.gather(1, nd[:, None])[:, 0].clamp_min(0)
-        x = batch.tokens.gather(1, nd[:, None])[:, 0].clamp_min(0)
-        dp = (d - 1).clamp_min(0)
-        entering = live & ev_enter[:, t]
-        if bool(entering.any()):
-            r = rows_all[entering]
-            m = mod[r, dp[r]]
-            ph = torch.where(m, P[r, dp[r], x[r]], batch.p[r, par[r], x[r]])
-            qh = torch.where(m, Q[r, dp[r], x[r]], batch.q[r, par[r], x[r]])
-            wc = w[r, par[r]] * ph / qh
-            w[r, node[r]] = torch.minimum(wc, one)
-            mod[r, d[r]] = False
-        exiting = live & ~ev_enter[:, t]
-        if bool(exiting.any()):
-            coin = U.gather(1, (nd - 1).clamp_min(0)[:, None])[:, 0]  # ("accept", node) column
-            accept = exiting & ((node == 0) | (coin < w[rows_all, nd]))
+    for t in range(E):
+        if ev_any_in[t]:
+            # entry weights (harmless for finished trees: their nodes are never read again)
+            s = stf.index_select(0, rowsN + ev_par[:, t])
+            pq = ev_pq[t]
+            px, qx = pq[:, 0], pq[:, 1]
+            ph = torch.mul(px, s[:, 1]).sub_(torch.mul(qx, s[:, 2])).clamp_min_(0)
+            wc = torch.minimum(s[:, 0] * ph / (qx * s[:, 3]), one)
+            j5 = ev_w5[t]
+            stv[j5] = torch.where(ev_inT[t], wc, stv[j5])
+        if ev_any_out[t]:
+            exiting = ev_outT[t] & ~done
+            nd = ev_nd[:, t]
+            accept = exiting & (ev_coinT[t] < stv[ev_w5[t]])
             res = torch.where(accept, nd, res)
             done = done | accept
             fail = exiting & ~accept
-            if bool(fail.any()):
-                r = rows_all[fail]
-                u, du, xr = par[r], dp[r], x[r]
-                ph, qh = _state_rows(batch, P, Q, mod, r, u, du)
-                wu = w[r, u]
-                resid = torch.mul(ph, wu[:, None]).sub_(qh).clamp_min_(0)  # (w p^ - q^)_+
-                S = resid.sum(-1)
+            r = fail.nonzero()[:, 0]
+            if r.numel():
+                u, ru, rc = ev_T[t].index_select(0, r).unbind(1)
+                s = stf.index_select(0, ru)
+                wu, au, bu, cu, Tu = s.unbind(1)
+                A = wu * au  # w p^ - q^ = (A p - Bc q) off the rejected tokens, w a e on them
+                Bc = wu * bu + cu
+                if ev_first_only[t]:
+                    has_z, zflat = False, None
+                else:
+                    msk = rej.index_select(0, r).logical_and_(parents.index_select(0, r) == u[:, None])  # [R, N] rejected children of u
+                    zr, zc = msk.nonzero(as_tuple=True)
+                    has_z = zr.numel() > 0
+                    zflat = zr * V + tok0f[(ru - u)[zr] + zc] if has_z else None
+                Apos = A > 0
+                all_A = bool(Apos.all())
+                K = -Bc / A if all_A else torch.where(Apos, -Bc / torch.where(Apos, A, one), torch.zeros_like(A))
+                S = _resid_sums(pf, qf, ru, K, zflat).mul_(A)
+                if has_z:
+                    S += A * ee.index_select(0, r).mul_(msk).sum(-1)
+                px, qx = ev_pq[t].index_select(0, r).unbind(1)
+                ex = torch.mul(px, A).sub_(torch.mul(qx, Bc)).clamp_min_(0)  # S * p^_new(x)
                 pos = S > 0
-                resid.div_(torch.where(pos, S, one)[:, None])
-                if not bool(pos.all()):
-                    resid[~pos] = ph[~pos]  # S == 0: p^ kept, the node can no longer be accepted
-                w[r, u] = torch.where(pos, S / (S + (1 - wu)), torch.zeros_like(wu))
-                qh[torch.arange(len(r), device=dev), xr] = 0  # remove the rejected token
-                mass = qh.sum(-1)
-                qh.div_(torch.where(mass > 0, mass, one)[:, None])
-                sidx = r * (L + 1) + du
-                P.view(-1, V).index_copy_(0, sidx, resid)
-                Q.view(-1, V).index_copy_(0, sidx, qh)
-                mod[r, du] = True
-    dres = batch.depth.gather(1, res[:, None])[:, 0]
-    law, _ = _state_rows(batch, P, Q, mod, rows_all, res, dres, with_q=False)
-    u = U.gather(1, (N - 1 + res)[:, None])[:, 0]
-    return res, categorical(u, law)
+                if bool(pos.all()):
+                    w_new = S / (S + (1 - wu))
+                    a_new = A / S
+                    b_new = Bc / S
+                    ex = ex / A
+                else:  # S == 0: the node can no longer be accepted, p^ kept
+                    Ss = torch.where(pos, S, one)
+                    w_new = torch.where(pos, S / (S + (1 - wu)), torch.zeros_like(wu))
+                    a_new = torch.where(pos, A / Ss, au)
+                    b_new = torch.where(pos, Bc / Ss, bu)
+                    ex_kept = torch.mul(px, au).sub_(torch.mul(qx, bu)).clamp_min_(0) / au
+                    ex = torch.where(pos, ex / torch.where(pos, A, one), ex_kept)
+                Tn = Tu - qx
+                nz = Tn != 0
+                c_new = 1 / Tn if bool(nz.all()) else torch.where(nz, 1 / torch.where(nz, Tn, one), cu)
+                stf.index_copy_(0, ru, torch.stack([w_new, a_new, b_new, c_new, Tn], 1))
+                eef[rc] = ex
+                rejf[rc] = True
+            if bool(done.all()):
+                break
+    a = st[..., 1]
+    b = st[..., 2]
+    # residual law of the accepted node: (a p - b q)_+ off its rejected children, a e on them
+    idx = rows_all * N + res
+    law = pf.index_select(0, idx)
+    law.mul_(a[rows_all, res][:, None]).sub_(qf.index_select(0, idx).mul_(b[rows_all, res][:, None])).clamp_min_(0)
+    msk = rej & (parents == res[:, None])
+    zr, zc = msk.nonzero(as_tuple=True)
+    if zr.numel():
+        law[zr, tok0[zr, zc]] = a[zr, res[zr]] * ee[zr, zc]
+    uu = U.gather(1, (N - 1 + res)[:, None])[:, 0]
+    return res, categorical(uu, law)
 
 
 TRAVERSAL = Twin("traversal", traversal, chain_keys("accept"), frozenset({"chain", "iid", "delayed", "without_replacement"}))
