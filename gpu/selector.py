@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from specoracle.errors import InvalidArgument, InvalidInstance
+from specoracle.errors import InvalidInstance
 
 __all__ = [
     "ACTIONS",
