@@ -87,16 +87,20 @@ def bv(instance: Instance, rng: RandomSource) -> Outcome:
 
 def _bv_finish(instance, rng, nodes, w, h, q) -> Outcome:
     """Backward scan for ``tau`` and the correction draw (shared with GBV)."""
-    L = len(nodes) - 1
     tau = 0
-    for i in range(L, 0, -1):
+    for i in range(len(nodes) - 1, 0, -1):
         if rng.bernoulli(h[i], ("stop", nodes[i])):
             tau = i
             break
+    return _bv_emit(instance, rng, nodes, w, tau, q)
+
+
+def _bv_emit(instance, rng, nodes, w, tau, q) -> Outcome:
+    """Token at stop ``tau``: bonus ``p_L`` if ``tau = L``, else ``norm((w_tau p_tau - q_tau)_+)``."""
     node = nodes[tau]
     key = ("residual", node)
     p = instance.p
-    if tau == L:
+    if tau == len(nodes) - 1:
         return Outcome(node, rng.categorical(p[node], key))
     law = residual_or_fallback(positive_part(w[tau] * p[node] - q[node]), p[node], rng, key)
     return Outcome(node, rng.categorical(law, key))

@@ -286,14 +286,7 @@ def spectr_gbv(instance: Instance, rng: RandomSource, state=None):
                 continue
             rows, toks = _path_rows(instance, node)
             M, Q, _, _ = design.masses(rows, toks)
-            g = design._g(M, Q)
-            cover = 1 - (1 - Q) ** K
-            if i < L:
-                below = design.children(rows, toks)[1].sum()
-                den = cover - below
-                h = (g - below) / den if den > 0 else _one(g)
-            else:
-                h = g / cover
+            h = _stop_prob(design, rows, toks, i == L, design._g(M, Q), 1 - (1 - Q) ** K)
             if rng.bernoulli(h, ("test", node)):
                 best = i
                 best_node = node
@@ -306,6 +299,16 @@ def spectr_gbv(instance: Instance, rng: RandomSource, state=None):
             break
     node = best_node if best else 0
     return _finish(instance, rng, design, node, target)
+
+
+def _stop_prob(design, rows, toks, last: bool, accepted, cover):
+    """Stop probability of a prefix: ``accepted / cover`` at full length, else
+    ``(accepted - below) / (cover - below)`` with ``below`` the children's accepted mass (0/0 := 1)."""
+    if last:
+        return accepted / cover
+    below = design.children(rows, toks)[1].sum()
+    den = cover - below
+    return (accepted - below) / den if den > 0 else _one(accepted)
 
 
 spectr_gbv.stateful = True
@@ -334,14 +337,7 @@ def spectr_gbv_lossless(instance: Instance, rng: RandomSource, state=None):
     for i in range(L, 0, -1):
         node = nodes[i]
         rows, toks = _path_rows(instance, node)
-        A = design.accepted_mass(rows, toks)
-        Qs = design.masses(rows, toks)[2]
-        if i < L:
-            below = design.children(rows, toks)[1].sum()
-            den = Qs - below
-            h = (A - below) / den if den > 0 else _one(A)
-        else:
-            h = A / Qs
+        h = _stop_prob(design, rows, toks, i == L, design.accepted_mass(rows, toks), design.masses(rows, toks)[2])
         if rng.bernoulli(h, ("stop", node)):
             tau = i
             break

@@ -34,6 +34,7 @@ import numpy as np
 from specoracle.errors import InvalidArgument, InvalidInstance, unknown_name
 from specoracle.instance import Instance, Outcome
 from specoracle.randomness import Sampling
+from specoracle.reference._common import chain_nodes
 
 __all__ = [
     "BatchedVerifier",
@@ -166,11 +167,7 @@ class BatchedVerifier:
                 "check_lossless(..., method='chi2') or pass a Sampling source"
             )
         tree = instance.tree
-        if not tree.is_chain():
-            raise InvalidInstance(f"{self.name} verifies a single draft path, but this tree branches")
-        nodes = [0]
-        while tree.children[nodes[-1]]:
-            nodes.append(tree.children[nodes[-1]][0])
+        nodes = chain_nodes(instance, self.name)
         ids = np.array([[tree.tokens[c] for c in nodes[1:]]], dtype=np.int64)
         P = np.asarray(instance.p, dtype=np.float64)[nodes][None]
         Q = np.asarray(instance.q, dtype=np.float64)[nodes[:-1]][None]

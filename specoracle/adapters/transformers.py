@@ -27,6 +27,7 @@ import numpy as np
 from specoracle.errors import InvalidArgument, InvalidInstance
 from specoracle.instance import Instance, Outcome
 from specoracle.randomness import Sampling
+from specoracle.reference._common import chain_nodes
 
 __all__ = ["TransformersVerifier", "speculative_sampling", "hf_speculative_sampling", "residual_next_row_copy"]
 
@@ -71,11 +72,7 @@ class TransformersVerifier:
                 "use check_lossless(..., method='chi2') (a Sampling source seeds the global RNG)"
             )
         tree = instance.tree
-        if not tree.is_chain():
-            raise InvalidInstance(f"{self.__name__} verifies a single draft path, but this tree branches")
-        nodes = [0]
-        while tree.children[nodes[-1]]:
-            nodes.append(tree.children[nodes[-1]][0])
+        nodes = chain_nodes(instance, self.__name__)
         L = len(nodes) - 1
         if L < 1:
             raise InvalidInstance(f"{self.__name__} needs at least one drafted token (L >= 1)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from specoracle.instance import Instance, Outcome
 from specoracle.randomness import RandomSource
 from specoracle.reference._common import accept_ratio, chain_nodes, positive_part, residual_or_fallback
-from specoracle.reference.chain import _bv_finish, bv_stop_probs, bv_weights
+from specoracle.reference.chain import _bv_emit, _bv_finish, bv_stop_probs, bv_weights
 
 from . import Mutant
 
@@ -48,12 +48,7 @@ def bv_forward_scan(instance: Instance, rng: RandomSource) -> Outcome:
         if not rng.bernoulli(h[i], ("stop", nodes[i])):
             tau = i - 1
             break
-    node = nodes[tau]
-    key = ("residual", node)
-    if tau == len(nodes) - 1:
-        return Outcome(node, rng.categorical(instance.p[node], key))
-    law = residual_or_fallback(positive_part(w[tau] * instance.p[node] - instance.q[node]), instance.p[node], rng, key)
-    return Outcome(node, rng.categorical(law, key))
+    return _bv_emit(instance, rng, nodes, w, tau, instance.q)
 
 
 def bv_cumprod(instance: Instance, rng: RandomSource) -> Outcome:
