@@ -39,7 +39,11 @@ __all__ = [
     "pos_part_sum",
     "emitted_tokens",
     "gather_rows",
-    "stop_law",
+    "rows_at",
+    "stop_token",
+    "residual_chunk_sums",
+    "residual_block",
+    "vocab_chunk",
     "resolve_dtype",
     "tree_of",
 ]
@@ -90,6 +94,13 @@ class TreeBatch:
     trunk: torch.Tensor | None = None
     p64: torch.Tensor | None = None
     q64: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        # the row kernels address p, q through their flat [B N, V] views
+        for name in ("p", "q"):
+            t = getattr(self, name)
+            if not t.is_contiguous():
+                object.__setattr__(self, name, t.contiguous())
 
     @property
     def B(self) -> int:
@@ -305,8 +316,11 @@ def normalize_or(weights: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
 _SEQUENTIAL_MAX_V = 4096
 
 
-def _chunk_width(V: int) -> int:
-    """Largest divisor of ``V`` in [256, 2048] (0 if none: use the sequential CDF)."""
+def vocab_chunk(V: int) -> int:
+    """Chunk width ``C`` of the two-level CDF search at vocabulary ``V``: the largest divisor of
+    ``V`` in [256, 2048] when ``V > 4096``; 0 (the sequential CDF) otherwise or if none divides."""
+    if V <= _SEQUENTIAL_MAX_V:
+        return 0
     for c in range(2048, 255, -1):
         if V % c == 0:
             return c
@@ -332,81 +346,223 @@ def categorical(u: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
     differ from the sequential ones by rounding only (a decision can flip only when ``u`` is within
     a few ulps of a CDF boundary); it avoids a sequential pass over ``V`` per row.
     """
-    R = probs.shape[0]
+    R, V = probs.shape
     if R == 0:
         return torch.zeros(0, dtype=torch.long, device=probs.device)
-    V = probs.shape[-1]
     u = u.to(probs.dtype)
-    C = _chunk_width(V) if V > _SEQUENTIAL_MAX_V else 0
-    if C == 0:
-        c = torch.cumsum(probs, dim=-1)
-        idx = torch.searchsorted(c, u[:, None].contiguous(), right=True)[:, 0]
-    else:
+    C = vocab_chunk(V)
+    if C:
         nC = V // C
-        blocks = probs.reshape(R, nC, C)
-        csum = torch.cumsum(blocks.sum(-1), dim=-1)  # [R, nC]
-        chunk = torch.searchsorted(csum, u[:, None].contiguous(), right=True)[:, 0].clamp_max(nC - 1)
-        base = torch.where(chunk > 0, csum.gather(1, (chunk - 1).clamp_min(0)[:, None])[:, 0], torch.zeros_like(u))
         rows = torch.arange(R, device=probs.device)
-        inner = torch.cumsum(blocks[rows, chunk], dim=-1) + base[:, None]
-        pos = torch.searchsorted(inner, u[:, None].contiguous(), right=True)[:, 0]
-        idx = torch.where(pos < C, chunk * C + pos, torch.full_like(pos, V))
+        flat = probs.reshape(R * nC, C)
+        return _two_level_search(u, flat.sum(-1).view(R, nC), lambda chunk: flat.index_select(0, rows * nC + chunk))
+    c = torch.cumsum(probs, dim=-1)
+    idx = torch.searchsorted(c, u[:, None].contiguous(), right=True)[:, 0]
     over = idx >= V
     if bool(over.any()):
-        pos = probs[over] > 0
-        last = V - 1 - torch.argmax(pos.flip(-1).to(torch.int8), dim=-1)
         idx = idx.clone()
-        idx[over] = last
+        idx[over] = _last_positive(probs[over])
     return idx
 
 
-def pos_part_sum(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | None = None, *, chunk_bytes: int = 1 << 22) -> torch.Tensor:
+def _two_level_search(u: torch.Tensor, chunk_sums: torch.Tensor, block: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """First ``i`` with ``u < cumsum(w)[i]`` for rows ``w`` of ``V = nC C`` non-negative weights,
+    given their chunk sums [R, nC] and ``block(chunk)`` -> the ``[R, C]`` entries of chunk
+    ``chunk`` [R] of each row (``u`` on the weights' scale). Rounding spills (``u`` at or past the
+    chunk's or the row's total) give the last positive entry of that chunk or of the last chunk of
+    positive mass, never an entry of weight 0."""
+    nC = chunk_sums.shape[1]
+    csum = torch.cumsum(chunk_sums, dim=-1)  # [R, nC]
+    chunk = torch.searchsorted(csum, u[:, None].contiguous(), right=True)[:, 0]
+    over = chunk >= nC
+    if bool(over.any()):
+        chunk = torch.where(over, _last_positive(chunk_sums), chunk)
+    base = torch.where(chunk > 0, csum.gather(1, (chunk - 1).clamp_min(0)[:, None])[:, 0], torch.zeros_like(u))
+    w = block(chunk)  # [R, C]
+    C = w.shape[1]
+    inner = torch.cumsum(w, dim=-1) + base[:, None]
+    pos = torch.searchsorted(inner, u[:, None].contiguous(), right=True)[:, 0]
+    spill = (pos >= C) | over
+    if bool(spill.any()):
+        pos = torch.where(spill, _last_positive(w), pos)
+    return chunk * C + pos
+
+
+def _last_positive(rows: torch.Tensor) -> torch.Tensor:
+    """Index of the last positive entry of each row of ``rows`` [R, V] -> [R]."""
+    V = rows.shape[-1]
+    return V - 1 - torch.argmax((rows > 0).flip(-1).to(torch.int8), dim=-1)
+
+
+def pos_part_sum(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | None = None, *, chunk_bytes: int | None = None) -> torch.Tensor:
     """``sum_y (w a - b)_+`` per row for ``a, b`` of shape [R, V] (``w`` [R] or None for 1).
 
-    Computed in row chunks through one small reused buffer (no ``[R, V]`` temporaries); the
-    elementwise rounding is the reference's (``w * a`` then ``- b``).
+    Three passes: ``t = b - w a`` (one fused ``addcmul``, which may round ``w a - b`` once instead
+    of twice), ``min(t, 0)``, and ``-sum``. On CPU they run in row chunks of about ``chunk_bytes``
+    (default 1 MiB, a core's L2) through one reused buffer, so only ``a`` and ``b`` stream from
+    memory; on CUDA in one chunk. ``S`` differs from the reference's by rounding only and is used for
+    stop probabilities, never for an emitted law.
     """
     R, V = a.shape
     out = torch.empty(R, dtype=a.dtype, device=a.device)
-    step = max(1, chunk_bytes // max(1, V * a.element_size()))
+    step = _rows_per_chunk(a, chunk_bytes)
     buf = torch.empty((min(step, R), V), dtype=a.dtype, device=a.device)
     for s in range(0, R, step):
         e = min(R, s + step)
         t = buf[: e - s]
         if w is None:
-            torch.sub(a[s:e], b[s:e], out=t)
+            torch.sub(b[s:e], a[s:e], out=t)
         else:
-            torch.mul(a[s:e], w[s:e, None], out=t)
-            t.sub_(b[s:e])
-        t.clamp_min_(0)
+            torch.addcmul(b[s:e], a[s:e], w[s:e, None], value=-1, out=t)
+        t.clamp_max_(0)
         torch.sum(t, dim=-1, out=out[s:e])
-    return out
+    return out.neg_()
 
 
-def stop_law(p: torch.Tensor, q: torch.Tensor, node: torch.Tensor, bonus: torch.Tensor,
-             w: torch.Tensor | None = None) -> torch.Tensor:
-    """Law of the token emitted at ``node`` [B]: the bonus ``p[node]`` where ``bonus`` [B] is True,
-    else ``norm((w p[node] - q[node])_+)`` (``w`` [B] or None for 1; zero mass falls back to ``p``).
+def _rows_per_chunk(t: torch.Tensor, chunk_bytes: int | None) -> int:
+    """Rows of ``t`` [..., V] per streamed chunk: about 1 MiB (a core's L2) on CPU, all on CUDA."""
+    if chunk_bytes is None:
+        chunk_bytes = 1 << 20 if t.device.type == "cpu" else 1 << 62
+    return max(1, chunk_bytes // max(1, t.shape[-1] * t.element_size()))
 
-    ``p, q`` [B, N, V]; two row gathers, everything else in place (large-``V`` friendly).
+
+def residual_chunk_sums(p: torch.Tensor, q: torch.Tensor | None, b: torch.Tensor, n: torch.Tensor | int,
+                        w: torch.Tensor | None = None, *, C: int, chunk_bytes: int | None = None) -> torch.Tensor:
+    """Chunk sums of the residual rows ``r_j = (w_j p[b_j, n_j] - q[b_j, n_j])_+`` (``q`` None:
+    ``r_j = p[b_j, n_j]``; ``w`` None: 1) -> [R, V / C]; ``C = V`` gives the row sums ``S_j``.
+
+    ``p, q`` [B, N, V] contiguous, ``b`` [R], ``n`` [R] or one node for every row. Rows stream in
+    chunks of about ``chunk_bytes`` (1 MiB on CPU) through a reused buffer, so that ``* w``,
+    ``- q``, ``max(., 0)`` and the chunk sums run in cache and only ``p, q`` come from memory:
+    straight from the strided ``p[:, n]`` when one node serves at least half the batch (reading
+    the other trees' rows costs less than gathering), else by ``index_select`` of the rows.
+    Elementwise ``r = -min(q - w p, 0)`` with ``q - w p`` from one fused ``addcmul`` (one rounding
+    of the exact value, so ``r > 0`` only where ``w p > q`` exactly; the reference rounds ``w p``
+    first), exactly as :func:`residual_block` recomputes it.
     """
-    rows = torch.arange(p.shape[0], device=p.device)
-    t = p[rows, node]
-    if w is not None:
-        t.mul_(w[:, None])
-    t.sub_(q[rows, node]).clamp_min_(0)
-    total = t.sum(-1)
-    ok = total > 0
-    t.div_(torch.where(ok, total, torch.ones_like(total))[:, None])
-    fix = bonus | ~ok
-    if bool(fix.any()):
-        t[fix] = p[rows[fix], node[fix]]
-    return t
+    B, N, V = p.shape
+    R = len(b)
+    strided = isinstance(n, int) and 2 * R >= B
+    if strided:
+        if R < B and w is not None:
+            w = torch.ones(B, dtype=p.dtype, device=p.device).index_copy_(0, b, w)
+        rows_p, rows_q, flat, R_run = p[:, n], None if q is None else q[:, n], None, B
+    else:
+        flat = b * N + n
+        rows_p, rows_q, R_run = p.view(B * N, V), None if q is None else q.view(B * N, V), R
+    out = torch.empty((R_run, V // C), dtype=p.dtype, device=p.device)
+    step = _rows_per_chunk(p, chunk_bytes)
+    buf = torch.empty((min(step, R_run), V), dtype=p.dtype, device=p.device)
+    qbuf = torch.empty_like(buf) if q is not None and not strided else None
+    for s in range(0, R_run, step):
+        e = min(R_run, s + step)
+        t = buf[: e - s]
+        if strided:
+            a_s = rows_p[s:e]
+            if q is None:
+                t = a_s
+            elif w is None:
+                torch.sub(rows_q[s:e], a_s, out=t)
+            else:
+                torch.addcmul(rows_q[s:e], a_s, w[s:e, None], value=-1, out=t)
+        else:
+            torch.index_select(rows_p, 0, flat[s:e], out=t)
+            if q is not None:
+                qt = torch.index_select(rows_q, 0, flat[s:e], out=qbuf[: e - s])
+                if w is None:
+                    torch.sub(qt, t, out=t)
+                else:
+                    torch.addcmul(qt, t, w[s:e, None], value=-1, out=t)
+        if q is not None:
+            t.clamp_max_(0)  # t = q - w p: the residual is -min(t, 0)
+        torch.sum(t.view(e - s, V // C, C), dim=-1, out=out[s:e])
+    if q is not None:
+        out.neg_()
+    return out.index_select(0, b) if strided and R < B else out
+
+
+def residual_block(p: torch.Tensor, q: torch.Tensor | None, b: torch.Tensor, n: torch.Tensor,
+                   w: torch.Tensor | None, chunk: torch.Tensor, C: int) -> torch.Tensor:
+    """Entries ``chunk_j C .. chunk_j C + C - 1`` of the residual rows of :func:`residual_chunk_sums`
+    (the same elementwise arithmetic, so the entries add up to the chunk sums) -> [R, C]."""
+    B, N, V = p.shape
+    idx = (b * N + n) * (V // C) + chunk
+    t = p.view(-1, C).index_select(0, idx)
+    if q is None:
+        return t
+    qt = q.view(-1, C).index_select(0, idx)
+    if w is None:
+        return torch.sub(qt, t, out=t).clamp_max_(0).neg_()
+    return torch.addcmul(qt, t, w[:, None], value=-1, out=t).clamp_max_(0).neg_()
+
+
+def stop_token(u: torch.Tensor, p: torch.Tensor, q: torch.Tensor, node: torch.Tensor, bonus: torch.Tensor,
+               w: torch.Tensor | None = None, *, sums: torch.Tensor | None = None,
+               have: torch.Tensor | None = None) -> torch.Tensor:
+    """Token emitted at ``node`` [B] with uniforms ``u`` [B]: drawn from the bonus law ``p[node]``
+    where ``bonus`` [B] is True, else from ``norm((w p[node] - q[node])_+)`` (``w`` [B] or None for
+    1; zero mass falls back to ``p[node]``).
+
+    ``p, q`` [B, N, V]. For ``V <= 4096`` the law rows are built, normalised and drawn with
+    :func:`categorical` (the reference's rounding). For larger ``V`` no ``[B, V]`` law is built: the
+    chunk sums of each row (:func:`residual_chunk_sums`; rows where ``have`` [B] is True take theirs
+    from ``sums`` [B, V / C], e.g. computed during a scan) drive the two-level search with ``u``
+    scaled by the row total, and only the chunk holding ``u`` is recomputed (:func:`residual_block`).
+    """
+    B, N, V = p.shape
+    rows = torch.arange(B, device=p.device)
+    C = vocab_chunk(V)
+    if C == 0:
+        t = rows_at(p, rows, node)
+        res = (~bonus).nonzero()[:, 0]
+        d = t.index_select(0, res)
+        if w is not None:
+            d.mul_(w[res, None])
+        d.sub_(rows_at(q, res, node[res])).clamp_min_(0)
+        total = d.sum(-1, keepdim=True)
+        ok = total[:, 0] > 0
+        d.div_(torch.where(ok[:, None], total, torch.ones_like(total)))
+        t.index_copy_(0, res[ok], d[ok])
+        return categorical(u.to(p.dtype), t)
+    sums = torch.empty((B, V // C), dtype=p.dtype, device=p.device) if sums is None else sums
+    need = torch.ones_like(bonus) if have is None else ~have
+    use_p = bonus.clone()
+    for rows_p, sel in ((True, need & bonus), (False, need & ~bonus)):
+        r = sel.nonzero()[:, 0]
+        if len(r):
+            sums[r] = residual_chunk_sums(p, None if rows_p else q, r, node[r], None if rows_p or w is None else w[r], C=C)
+    total = sums.sum(-1)
+    zero = (total <= 0).nonzero()[:, 0]
+    if len(zero):  # a zero-mass residual falls back to p
+        sums[zero] = residual_chunk_sums(p, None, zero, node[zero], C=C)
+        use_p[zero] = True
+        total = sums.sum(-1)
+    wr = torch.ones_like(total) if w is None else w
+
+    def block(chunk):
+        t_res = residual_block(p, q, rows, node, wr, chunk, C)
+        if not bool(use_p.any()):
+            return t_res
+        return torch.where(use_p[:, None], residual_block(p, None, rows, node, None, chunk, C), t_res)
+
+    return _two_level_search(u.to(p.dtype) * total, sums, block)
+
+
+def rows_at(t: torch.Tensor, b: torch.Tensor, node: torch.Tensor) -> torch.Tensor:
+    """``t[b[j], node[j]]`` for ``t`` [B, N, V] and index vectors ``b, node`` [R] -> a new [R, V].
+
+    Row copies by ``index_select`` over the flattened ``[B N, V]`` view (several times faster than
+    advanced indexing on CPU).
+    """
+    B, N, V = t.shape
+    if not t.is_contiguous():
+        return t[b, node]
+    return t.view(B * N, V).index_select(0, b * N + node)
 
 
 def gather_rows(t: torch.Tensor, node: torch.Tensor) -> torch.Tensor:
     """``t[b, node[b]]`` for ``t`` of shape [B, N, V] and ``node`` [B] -> [B, V]."""
-    return t[torch.arange(t.shape[0], device=t.device), node]
+    return rows_at(t, torch.arange(t.shape[0], device=t.device), node)
 
 
 def emitted_tokens(batch: TreeBatch, node: torch.Tensor, token: torch.Tensor) -> torch.Tensor:

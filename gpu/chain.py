@@ -13,7 +13,7 @@ import torch
 
 from specoracle.errors import InvalidInstance
 
-from .batch import Twin, TreeBatch, categorical, pos_part_sum, stop_law
+from .batch import Twin, TreeBatch, categorical, residual_chunk_sums, stop_token, vocab_chunk
 
 __all__ = ["naive", "bv", "chain_keys", "NAIVE", "BV", "TWINS"]
 
@@ -65,9 +65,8 @@ def naive(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     px, qx = _drafted_ratio_terms(batch)
     acc = (U[:, : N - 1] < px / qx) & batch.valid[:, 1:]
     tau = torch.cumprod(acc.to(torch.long), dim=1).sum(1)
-    law = stop_law(batch.p, batch.q, tau, tau == Lb)
     u = U.gather(1, (N - 1 + tau)[:, None])[:, 0]
-    return tau, categorical(u, law)
+    return tau, stop_token(u, batch.p, batch.q, tau, tau == Lb)
 
 
 def bv(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,8 +94,13 @@ def bv(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ws.append(torch.minimum(ws[-1] * px[:, i - 1] / qx[:, i - 1], one))
     w = torch.stack(ws, 1)  # [B, N]
     # backward scan, evaluating S_i only for the trees still scanning at position i (the scan stops
-    # at the first success, so most rows of p, q are never read); h_L = w_L needs no S
-    rows = torch.arange(batch.B, device=batch.device)
+    # at the first success, so most rows of p, q are never read); h_L = w_L needs no S. At large V
+    # the chunk sums of the stopping trees' residual rows are kept for the emitted token's draw.
+    B, V = batch.B, batch.V
+    C = vocab_chunk(V) or V
+    sums = torch.empty((B, V // C), dtype=batch.dtype, device=batch.device) if C < V else None
+    have = torch.zeros(B, dtype=torch.bool, device=batch.device)
+    rows = torch.arange(B, device=batch.device)
     tau = torch.zeros_like(Lb)
     scanning = torch.ones_like(Lb, dtype=torch.bool)
     for i in range(N - 1, 0, -1):
@@ -104,23 +108,24 @@ def bv(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not bool(act.any()):
             continue
         r = rows[act]
-        wi = w[r, i]
-        h = wi.clone()
+        h = w[r, i].clone()
         inner = Lb[r] > i  # i < L: h_i = S_i / (S_i + 1 - w_i), 0/0 := 1
-        if bool(inner.any()):
-            ri = r[inner]
-            if 2 * len(ri) > batch.B:  # most trees still scan: stream the strided rows, no gather
-                S = pos_part_sum(batch.p[:, i], batch.q[:, i], w[:, i])[ri]
-            else:
-                S = pos_part_sum(batch.p[ri, i], batch.q[ri, i], wi[inner])
-            den = (S + 1) - wi[inner]
+        ri = r[inner]
+        if len(ri):
+            wi = w[ri, i]
+            cs = residual_chunk_sums(batch.p, batch.q, ri, i, wi, C=C)
+            S = cs.sum(-1)
+            den = (S + 1) - wi
             h[inner] = torch.where(den > 0, S / torch.where(den > 0, den, one), one)
         coin = U[r, i - 1] < h
         tau[r[coin]] = i
         scanning[r[coin]] = False
-    law = stop_law(batch.p, batch.q, tau, tau == Lb, w.gather(1, tau[:, None])[:, 0])
+        if sums is not None and len(ri):
+            keep = coin[inner]
+            sums[ri[keep]] = cs[keep]
+            have[ri[keep]] = True
     u = U.gather(1, (N - 1 + tau)[:, None])[:, 0]
-    return tau, categorical(u, law)
+    return tau, stop_token(u, batch.p, batch.q, tau, tau == Lb, w.gather(1, tau[:, None])[:, 0], sums=sums, have=have)
 
 
 NAIVE = Twin("naive", naive, chain_keys("accept"), frozenset({"chain"}))

@@ -64,23 +64,28 @@ def event_order(batch: TreeBatch) -> tuple[torch.Tensor, torch.Tensor]:
 CHUNK = 1 << 22  # bytes per gather buffer of _resid_sums (two buffers)
 
 
-def _resid_sums(pf, qf, idx, K, zflat, chunk_bytes: int = CHUNK):
+class _ResidBuffers:
+    """The two gather buffers of :func:`_resid_sums`, allocated once per call of the twin."""
+
+    def __init__(self, B: int, V: int, dtype, device, chunk_bytes: int = CHUNK):
+        self.step = max(1, chunk_bytes // max(1, V * torch.tensor([], dtype=dtype).element_size()))
+        n = min(self.step, B)
+        self.p = torch.empty((n, V), dtype=dtype, device=device)
+        self.q = torch.empty((n, V), dtype=dtype, device=device)
+
+
+def _resid_sums(pf, qf, idx, K, zflat, bufs: _ResidBuffers):
     """``G = sum_y (p(y) + K q(y))_+`` for the rows ``idx`` of ``pf, qf`` [*, V] (``K`` [R]), with
-    the flat entries ``zflat`` (``row_in_idx * V + token``) left out. Row chunks through reused
-    buffers (one gather per law, everything else in place, in cache)."""
+    the flat entries ``zflat`` (``row_in_idx * V + token``) left out. Row chunks through the reused
+    buffers ``bufs`` (one gather per law, everything else in place, in cache)."""
     R = idx.shape[0]
     V = pf.shape[1]
     out = torch.empty(R, dtype=pf.dtype, device=pf.device)
-    step = max(1, chunk_bytes // max(1, V * pf.element_size()))
-    n = min(step, R)
-    b1 = torch.empty((n, V), dtype=pf.dtype, device=pf.device)
-    b2 = torch.empty((n, V), dtype=pf.dtype, device=pf.device)
+    step = bufs.step
     for s in range(0, R, step):
         e = min(R, s + step)
-        if s == 0 and e == R:
-            t, u, ii, k = b1, b2, idx, K[:, None]
-        else:
-            t, u, ii, k = b1[: e - s], b2[: e - s], idx[s:e], K[s:e, None]
+        t, u = bufs.p[: e - s], bufs.q[: e - s]
+        ii, k = (idx, K[:, None]) if s == 0 and e == R else (idx[s:e], K[s:e, None])
         torch.index_select(pf, 0, ii, out=t)
         torch.index_select(qf, 0, ii, out=u)
         t.addcmul_(u, k).clamp_min_(0)
@@ -140,8 +145,10 @@ def traversal(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     ev_in = ev_valid & ev_enter
     ev_out = ev_valid & ~ev_enter
     # step-major copies: one gather per step for what a failed exit needs
-    ev_T = torch.stack([ev_par, rowsN[:, None] + ev_par, rowsN[:, None] + ev_nd], -1).transpose(0, 1).contiguous()
+    ev_parf = rowsN[:, None] + ev_par  # flat parent row
+    ev_T = torch.stack([ev_par, ev_parf, rowsN[:, None] + ev_nd], -1).transpose(0, 1).contiguous()
     ev_pq = torch.stack([ev_px, ev_qx], -1).transpose(0, 1).contiguous()  # [E, B, 2]
+    ev_parfT, ev_pxT, ev_qxT, ev_ndT = (x.t().contiguous() for x in (ev_parf, ev_px, ev_qx, ev_nd))
     ev_w5 = ((rowsN[:, None] + ev_nd) * 5).t().contiguous()  # flat index of the event node's w in st
     ev_coinT = torch.where(ev_nd == 0, torch.full_like(ev_coin, -1), ev_coin).t().contiguous()  # root: accept
     ev_inT, ev_outT = ev_in.t().contiguous(), ev_out.t().contiguous()
@@ -150,32 +157,30 @@ def traversal(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     arN = torch.arange(N, device=dev)
     earlier = ((parents[:, :, None] == parents[:, None, :]) & (arN[None, None, :] < arN[None, :, None])).any(-1)
     ev_first_only = (~ev_out | ~earlier.gather(1, ev_nd)).all(0).tolist()
-    ev_any_in = ev_in.any(0).tolist()
+    ev_any_in, ev_all_in = ev_in.any(0).tolist(), ev_in.all(0).tolist()
     ev_any_out = ev_out.any(0).tolist()
-    done = torch.zeros(B, dtype=torch.bool, device=dev)
+    live = torch.ones(B, dtype=torch.bool, device=dev)
     res = torch.zeros(B, dtype=torch.long, device=dev)
+    bufs = _ResidBuffers(B, V, dt, dev)
     for t in range(E):
         if ev_any_in[t]:
-            # entry weights (harmless for finished trees: their nodes are never read again)
-            s = stf.index_select(0, rowsN + ev_par[:, t])
-            pq = ev_pq[t]
-            px, qx = pq[:, 0], pq[:, 1]
-            ph = torch.mul(px, s[:, 1]).sub_(torch.mul(qx, s[:, 2])).clamp_min_(0)
-            wc = torch.minimum(s[:, 0] * ph / (qx * s[:, 3]), one)
+            # entry weights w_c = min(1, w_u p^_u(x) / q^_u(x)) (harmless for finished trees: their
+            # nodes are never read again)
+            wu, au, bu, cu, _ = stf.index_select(0, ev_parfT[t]).unbind(1)
+            px, qx = ev_pxT[t], ev_qxT[t]
+            ph = torch.mul(px, au).sub_(torch.mul(qx, bu)).clamp_min_(0)
+            wc = torch.minimum(wu * ph / (qx * cu), one)
             j5 = ev_w5[t]
-            stv[j5] = torch.where(ev_inT[t], wc, stv[j5])
+            stv[j5] = wc if ev_all_in[t] else torch.where(ev_inT[t], wc, stv[j5])
         if ev_any_out[t]:
-            exiting = ev_outT[t] & ~done
-            nd = ev_nd[:, t]
+            exiting = ev_outT[t] & live
             accept = exiting & (ev_coinT[t] < stv[ev_w5[t]])
-            res = torch.where(accept, nd, res)
-            done = done | accept
-            fail = exiting & ~accept
-            r = fail.nonzero()[:, 0]
+            res = torch.where(accept, ev_ndT[t], res)
+            live &= ~accept
+            r = (exiting ^ accept).nonzero()[:, 0]  # failed exits
             if r.numel():
                 u, ru, rc = ev_T[t].index_select(0, r).unbind(1)
-                s = stf.index_select(0, ru)
-                wu, au, bu, cu, Tu = s.unbind(1)
+                wu, au, bu, cu, Tu = stf.index_select(0, ru).unbind(1)
                 A = wu * au  # w p^ - q^ = (A p - Bc q) off the rejected tokens, w a e on them
                 Bc = wu * bu + cu
                 if ev_first_only[t]:
@@ -186,9 +191,8 @@ def traversal(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Te
                     has_z = zr.numel() > 0
                     zflat = zr * V + tok0f[(ru - u)[zr] + zc] if has_z else None
                 Apos = A > 0
-                all_A = bool(Apos.all())
-                K = -Bc / A if all_A else torch.where(Apos, -Bc / torch.where(Apos, A, one), torch.zeros_like(A))
-                S = _resid_sums(pf, qf, ru, K, zflat).mul_(A)
+                K = -Bc / A if bool(Apos.all()) else torch.where(Apos, -Bc / torch.where(Apos, A, one), torch.zeros_like(A))
+                S = _resid_sums(pf, qf, ru, K, zflat, bufs).mul_(A)
                 if has_z:
                     S += A * ee.index_select(0, r).mul_(msk).sum(-1)
                 px, qx = ev_pq[t].index_select(0, r).unbind(1)
@@ -212,7 +216,7 @@ def traversal(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Te
                 stf.index_copy_(0, ru, torch.stack([w_new, a_new, b_new, c_new, Tn], 1))
                 eef[rc] = ex
                 rejf[rc] = True
-            if bool(done.all()):
+            if not bool(live.any()):
                 break
     a = st[..., 1]
     b = st[..., 2]

@@ -177,6 +177,68 @@ def test_categorical_large_vocabulary_two_level_search():
     assert got == want
 
 
+@pytest.mark.parametrize("name", ["naive", "bv"])
+@pytest.mark.parametrize("divergence", [0.8, 0.0], ids=["random", "q-equals-p"])
+def test_chain_twins_large_vocabulary_chunked_draw(name, divergence):
+    """V = 8,192 (> 4,096): naive and BV draw the emitted token from chunk sums of the residual
+    row and one recomputed chunk (no normalised [B, V] law; BV reuses its scan's sums), a different
+    code path from the small-V tests. float64 agrees with the reference on every instance.
+    ``q == p``: every residual has zero mass and must fall back to ``p``."""
+    model = models.random_model(8192, seed=4, divergence=divergence)
+    for scheme in (drafting.chain(1), drafting.chain(3)):
+        res = gpu.parity(name, model, scheme, n_instances=300, dtype=torch.float64, seed=5)
+        assert res.mismatches == 0, res.examples
+        res32 = gpu.parity(name, model, scheme, n_instances=300, dtype=torch.float32, seed=6)
+        assert res32.near_ties == res32.mismatches, res32.examples
+
+
+def test_two_level_search_spills_stay_on_positive_entries():
+    """Rounding spills: ``u`` past a chunk's recomputed entries takes that chunk's last positive
+    entry; ``u`` past the row total takes the last positive entry of the last chunk with mass."""
+    rows = torch.tensor([[0.5, 0.0], [0.0, 0.5], [0.5, 0.0], [0.0, 0.0]], dtype=torch.float64)  # 4 chunks of 2
+    chunk_sums = rows.sum(-1).view(1, 4).clone()
+
+    def search(u):
+        return gb._two_level_search(torch.tensor([u], dtype=torch.float64), chunk_sums,
+                                    lambda chunk: rows.index_select(0, chunk)).tolist()
+
+    assert [search(u) for u in (0.2, 0.7, 1.2)] == [[0], [3], [4]]
+    assert search(1.5) == [4]  # u = total
+    chunk_sums[0, 0] = 0.6  # chunk sums rounded above the entries: u = 0.55 falls in chunk 0 past its entries
+    assert search(0.55) == [0]
+
+
+def test_stop_token_large_vocabulary_against_numpy():
+    """``stop_token`` at V = 8,192 (chunked draw) against the law built in NumPy and the protocol's
+    categorical: residual rows with and without a weight, bonus rows, and zero-mass residuals
+    (``q == p`` with ``w = 1``, ``w p <= q`` everywhere) that must fall back to ``p``."""
+    rng = np.random.default_rng(12)
+    B, N, V = 40, 3, 8192
+    p = rng.dirichlet(np.full(V, 0.3), size=(B, N))
+    q = rng.dirichlet(np.full(V, 0.3), size=(B, N))
+    node = rng.integers(0, N, B)
+    w = rng.uniform(0.2, 1.0, B)
+    bonus = np.zeros(B, dtype=bool)
+    bonus[:8] = True
+    for b in range(8, 16):  # zero mass: q == p, w = 1
+        q[b, node[b]] = p[b, node[b]]
+        w[b] = 1.0
+    for b in range(16, 20):  # zero mass: w p <= q everywhere
+        q[b, node[b]] = p[b, node[b]]
+    u = rng.random(B)
+
+    def numpy_token(b, wb):
+        pr, qr = p[b, node[b]], q[b, node[b]]
+        law = pr if bonus[b] else np.maximum(wb * pr - qr, 0)
+        return categorical_from_uniform(u[b], law / law.sum() if law.sum() > 0 else pr)
+
+    T = torch.as_tensor
+    for weight in (w, None):
+        want = [numpy_token(b, 1.0 if weight is None else weight[b]) for b in range(B)]
+        got = gb.stop_token(T(u), T(p), T(q), T(node), T(bonus), None if weight is None else T(weight))
+        assert got.tolist() == want
+
+
 def test_registry_entries_expose_their_twin():
     """``Entry.torch`` (the registry's lazy lookup) returns the twin registered under the same name."""
     for entry in registry.entries():
