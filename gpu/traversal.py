@@ -18,7 +18,8 @@ original rows is enough), with per-node scalars ``w, a, b, cq`` and the unreject
 (``cq = 1 / T``; ``T`` starts at 1, rows are laws). A residual update needs only
 ``S = sum_y (w p^ - q^)_+ = A sum_{y not in M} (p + K q)_+ + A sum_M e`` with ``A = w a``,
 ``K = -(w b + cq) / A``: one gather of the node's original ``p, q`` rows and one in-cache pass
-(:func:`_resid_sums`); the scalars then update in closed form. Entry weights read two scalars
+(:func:`_resid_sums`), and none when ``A = 0`` (``w_u = 0``: ``S = 0``, about half the updates
+at large ``V``); the scalars then update in closed form. Entry weights read two scalars
 ``p_u(x), q_u(x)``; a full row is built only once per tree, for the final residual draw. The
 results equal the reference's up to floating-point rounding of the same quantities.
 """
@@ -183,16 +184,28 @@ def traversal(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Te
                 wu, au, bu, cu, Tu = stf.index_select(0, ru).unbind(1)
                 A = wu * au  # w p^ - q^ = (A p - Bc q) off the rejected tokens, w a e on them
                 Bc = wu * bu + cu
+                # S = A G(K) with K = -Bc / A; A = 0 (w_u = 0: u can no longer be accepted) gives
+                # S = 0 without reading u's rows
+                Apos = A > 0
+                g = None if bool(Apos.all()) else Apos.nonzero()[:, 0]  # rows that need G
                 if ev_first_only[t]:
                     has_z, zflat = False, None
                 else:
                     msk = rej.index_select(0, r).logical_and_(parents.index_select(0, r) == u[:, None])  # [R, N] rejected children of u
                     zr, zc = msk.nonzero(as_tuple=True)
+                    ztok = tok0f[(ru - u)[zr] + zc]
+                    if g is not None:  # renumber the masked entries' rows within g
+                        keep = Apos[zr]
+                        zr, ztok = (torch.cumsum(Apos, 0) - 1)[zr[keep]], ztok[keep]
                     has_z = zr.numel() > 0
-                    zflat = zr * V + tok0f[(ru - u)[zr] + zc] if has_z else None
-                Apos = A > 0
-                K = -Bc / A if bool(Apos.all()) else torch.where(Apos, -Bc / torch.where(Apos, A, one), torch.zeros_like(A))
-                S = _resid_sums(pf, qf, ru, K, zflat, bufs).mul_(A)
+                    zflat = zr * V + ztok if has_z else None
+                if g is None:
+                    S = _resid_sums(pf, qf, ru, -Bc / A, zflat, bufs).mul_(A)
+                else:
+                    S = torch.zeros_like(A)
+                    if g.numel():
+                        Ag = A[g]
+                        S[g] = _resid_sums(pf, qf, ru[g], -Bc[g] / Ag, zflat, bufs).mul_(Ag)
                 if has_z:
                     S += A * ee.index_select(0, r).mul_(msk).sum(-1)
                 px, qx = ev_pq[t].index_select(0, r).unbind(1)
