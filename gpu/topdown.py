@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .batch import Twin, TreeBatch, categorical, normalize_or
+from .batch import Twin, TreeBatch, categorical, normalize_or, rows_at
 
 __all__ = ["walk", "distinct_children", "TWINS"]
 
@@ -105,12 +105,13 @@ def _naive_tree(p, q, x, m, U, u, lay, ctx):
 def _residual(cur_p: torch.Tensor, r: torch.Tensor, qr: torch.Tensor) -> torch.Tensor:
     """``norm((cur_p[r] - qr)_+)`` (one gathered copy, updated in place); zero-mass rows keep
     ``cur_p[r]`` (the reference's fallback)."""
-    t = cur_p[r].sub_(qr).clamp_min_(0)
+    t = cur_p.index_select(0, r).sub_(qr).clamp_min_(0)
     total = t.sum(-1)
     ok = total > 0
     t.div_(torch.where(ok, total, torch.ones_like(total))[:, None])
     if not bool(ok.all()):
-        t[~ok] = cur_p[r[~ok]]
+        bad = (~ok).nonzero()[:, 0]
+        t.index_copy_(0, bad, cur_p.index_select(0, r[bad]))
     return t
 
 
@@ -132,12 +133,12 @@ def _sequential(p, q, x, m, U, u, lay, *, update_q: bool, threshold: Callable | 
         rej = act & ~acc
         if threshold is None and bool(rej.any()):
             r = rej.nonzero()[:, 0]
-            qr = cur_q[r]
-            cur_p[r] = _residual(cur_p, r, qr)
+            qr = cur_q.index_select(0, r)
+            cur_p.index_copy_(0, r, _residual(cur_p, r, qr))
             if update_q:
                 qr[torch.arange(len(r), device=p.device), xj[r]] = 0
                 mass = qr.sum(-1)
-                cur_q[r] = qr.div_(torch.where(mass > 0, mass, torch.ones_like(mass))[:, None])
+                cur_q.index_copy_(0, r, qr.div_(torch.where(mass > 0, mass, torch.ones_like(mass))[:, None]))
     if bool(alive.any()):
         law = cur_p[alive] if final is None else final[alive]
         t[alive] = categorical(_col(U[alive], lay.residual(u[alive])), law)
@@ -281,7 +282,7 @@ def walk(batch: TreeBatch, U: torch.Tensor, solver: Callable, layout: str, child
         r = rows_all[live]
         u = node[r]
         x, m = xtok[r, u], slots[r, u] >= 0
-        p, q = batch.p[r, u], batch.q[r, u]
+        p, q = rows_at(batch.p, r, u), rows_at(batch.q, r, u)
         leaf = ~m[:, 0]
         t = torch.empty(len(r), dtype=torch.long, device=dev)
         if bool(leaf.any()):
@@ -289,7 +290,8 @@ def walk(batch: TreeBatch, U: torch.Tensor, solver: Callable, layout: str, child
         inner = ~leaf
         if bool(inner.any()):
             ctx = {"rows": r[inner], "laws64": laws64, "sampling": batch.sampling}
-            t[inner] = solver(p[inner], q[inner], x[inner], m[inner], U[r[inner]], u[inner], lay, ctx)
+            ii = inner.nonzero()[:, 0]
+            t[inner] = solver(p.index_select(0, ii), q.index_select(0, ii), x[inner], m[inner], U[r[inner]], u[inner], lay, ctx)
         hit = (x == t[:, None]) & m
         found = hit.any(1)
         child = slots[r, u].gather(1, hit.to(torch.int8).argmax(1)[:, None])[:, 0]
