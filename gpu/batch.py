@@ -515,32 +515,27 @@ def stop_token(u: torch.Tensor, p: torch.Tensor, q: torch.Tensor, node: torch.Te
     if C == 0:
         t = rows_at(p, rows, node)
         res = (~bonus).nonzero()[:, 0]
-        d = t.index_select(0, res)
-        if w is not None:
-            d.mul_(w[res, None])
+        pr = t.index_select(0, res)
+        d = pr * w[res, None] if w is not None else pr.clone()
         d.sub_(rows_at(q, res, node[res])).clamp_min_(0)
-        total = d.sum(-1, keepdim=True)
-        ok = total[:, 0] > 0
-        d.div_(torch.where(ok[:, None], total, torch.ones_like(total)))
-        t.index_copy_(0, res[ok], d[ok])
+        t.index_copy_(0, res, normalize_or(d, pr))
         return categorical(u.to(p.dtype), t)
     sums = torch.empty((B, V // C), dtype=p.dtype, device=p.device) if sums is None else sums
     need = torch.ones_like(bonus) if have is None else ~have
     use_p = bonus.clone()
-    for rows_p, sel in ((True, need & bonus), (False, need & ~bonus)):
+    for sel, q_sel, w_sel in ((need & bonus, None, None), (need & ~bonus, q, w)):
         r = sel.nonzero()[:, 0]
         if len(r):
-            sums[r] = residual_chunk_sums(p, None if rows_p else q, r, node[r], None if rows_p or w is None else w[r], C=C)
+            sums[r] = residual_chunk_sums(p, q_sel, r, node[r], None if w_sel is None else w_sel[r], C=C)
     total = sums.sum(-1)
     zero = (total <= 0).nonzero()[:, 0]
     if len(zero):  # a zero-mass residual falls back to p
         sums[zero] = residual_chunk_sums(p, None, zero, node[zero], C=C)
         use_p[zero] = True
         total = sums.sum(-1)
-    wr = torch.ones_like(total) if w is None else w
 
     def block(chunk):
-        t_res = residual_block(p, q, rows, node, wr, chunk, C)
+        t_res = residual_block(p, q, rows, node, w, chunk, C)
         if not bool(use_p.any()):
             return t_res
         return torch.where(use_p[:, None], residual_block(p, None, rows, node, None, chunk, C), t_res)

@@ -99,7 +99,6 @@ def bv(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     B, V = batch.B, batch.V
     C = vocab_chunk(V) or V
     sums = torch.empty((B, V // C), dtype=batch.dtype, device=batch.device) if C < V else None
-    have = torch.zeros(B, dtype=torch.bool, device=batch.device)
     rows = torch.arange(B, device=batch.device)
     tau = torch.zeros_like(Lb)
     scanning = torch.ones_like(Lb, dtype=torch.bool)
@@ -123,8 +122,8 @@ def bv(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if sums is not None and len(ri):
             keep = coin[inner]
             sums[ri[keep]] = cs[keep]
-            have[ri[keep]] = True
     u = U.gather(1, (N - 1 + tau)[:, None])[:, 0]
+    have = (tau > 0) & (tau < Lb)  # stopped at an inner position: sums kept by the scan
     return tau, stop_token(u, batch.p, batch.q, tau, tau == Lb, w.gather(1, tau[:, None])[:, 0], sums=sums, have=have)
 
 

@@ -140,7 +140,8 @@ def _sequential(p, q, x, m, U, u, lay, *, update_q: bool, threshold: Callable | 
                 mass = qr.sum(-1)
                 cur_q.index_copy_(0, r, qr.div_(torch.where(mass > 0, mass, torch.ones_like(mass))[:, None]))
     if bool(alive.any()):
-        law = cur_p[alive] if final is None else final[alive]
+        live = alive.nonzero()[:, 0]
+        law = (cur_p if final is None else final).index_select(0, live)
         t[alive] = categorical(_col(U[alive], lay.residual(u[alive])), law)
     return t
 
@@ -286,7 +287,7 @@ def walk(batch: TreeBatch, U: torch.Tensor, solver: Callable, layout: str, child
         leaf = ~m[:, 0]
         t = torch.empty(len(r), dtype=torch.long, device=dev)
         if bool(leaf.any()):
-            t[leaf] = categorical(_col(U[r[leaf]], lay.residual(u[leaf])), p[leaf])
+            t[leaf] = categorical(_col(U[r[leaf]], lay.residual(u[leaf])), p.index_select(0, leaf.nonzero()[:, 0]))
         inner = ~leaf
         if bool(inner.any()):
             ctx = {"rows": r[inner], "laws64": laws64, "sampling": batch.sampling}

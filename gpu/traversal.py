@@ -69,7 +69,7 @@ class _ResidBuffers:
     """The two gather buffers of :func:`_resid_sums`, allocated once per call of the twin."""
 
     def __init__(self, B: int, V: int, dtype, device, chunk_bytes: int = CHUNK):
-        self.step = max(1, chunk_bytes // max(1, V * torch.tensor([], dtype=dtype).element_size()))
+        self.step = max(1, chunk_bytes // max(1, V * torch.finfo(dtype).bits // 8))
         n = min(self.step, B)
         self.p = torch.empty((n, V), dtype=dtype, device=device)
         self.q = torch.empty((n, V), dtype=dtype, device=device)
@@ -146,10 +146,8 @@ def traversal(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     ev_in = ev_valid & ev_enter
     ev_out = ev_valid & ~ev_enter
     # step-major copies: one gather per step for what a failed exit needs
-    ev_parf = rowsN[:, None] + ev_par  # flat parent row
-    ev_T = torch.stack([ev_par, ev_parf, rowsN[:, None] + ev_nd], -1).transpose(0, 1).contiguous()
+    ev_T = torch.stack([ev_par, rowsN[:, None] + ev_par, rowsN[:, None] + ev_nd], -1).transpose(0, 1).contiguous()
     ev_pq = torch.stack([ev_px, ev_qx], -1).transpose(0, 1).contiguous()  # [E, B, 2]
-    ev_parfT, ev_pxT, ev_qxT, ev_ndT = (x.t().contiguous() for x in (ev_parf, ev_px, ev_qx, ev_nd))
     ev_w5 = ((rowsN[:, None] + ev_nd) * 5).t().contiguous()  # flat index of the event node's w in st
     ev_coinT = torch.where(ev_nd == 0, torch.full_like(ev_coin, -1), ev_coin).t().contiguous()  # root: accept
     ev_inT, ev_outT = ev_in.t().contiguous(), ev_out.t().contiguous()
@@ -167,8 +165,8 @@ def traversal(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Te
         if ev_any_in[t]:
             # entry weights w_c = min(1, w_u p^_u(x) / q^_u(x)) (harmless for finished trees: their
             # nodes are never read again)
-            wu, au, bu, cu, _ = stf.index_select(0, ev_parfT[t]).unbind(1)
-            px, qx = ev_pxT[t], ev_qxT[t]
+            wu, au, bu, cu, _ = stf.index_select(0, ev_T[t, :, 1]).unbind(1)
+            px, qx = ev_pq[t].unbind(1)
             ph = torch.mul(px, au).sub_(torch.mul(qx, bu)).clamp_min_(0)
             wc = torch.minimum(wu * ph / (qx * cu), one)
             j5 = ev_w5[t]
@@ -176,7 +174,7 @@ def traversal(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Te
         if ev_any_out[t]:
             exiting = ev_outT[t] & live
             accept = exiting & (ev_coinT[t] < stv[ev_w5[t]])
-            res = torch.where(accept, ev_ndT[t], res)
+            res = torch.where(accept, ev_nd[:, t], res)
             live &= ~accept
             r = (exiting ^ accept).nonzero()[:, 0]  # failed exits
             if r.numel():

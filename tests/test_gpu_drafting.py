@@ -48,16 +48,10 @@ def _one_thread():
 
 
 def _tree_of(batch: gb.TreeBatch, b: int) -> Tree:
+    """Row b as a Tree, checking that its real nodes come first and padding after."""
     n = int(batch.valid[b].sum())
     assert bool(batch.valid[b, :n].all()) and not bool(batch.valid[b, n:].any())
-    draws = tuple(tuple(int(c) for c in batch.draws[b, u] if c >= 0) for u in range(n))
-    return Tree(
-        tokens=tuple(int(t) for t in batch.tokens[b, :n]),
-        parents=tuple(int(t) for t in batch.parents[b, :n]),
-        draws=draws,
-        sampling=batch.sampling,
-        trunk=int(batch.trunks[b]),
-    )
+    return gb.tree_of(batch, b)
 
 
 @pytest.mark.parametrize(("model_name", "scheme"), PAIRS, ids=[f"{m}-{s.name}" for m, s in PAIRS])
