@@ -1,7 +1,7 @@
 """CPU (or CUDA) benchmark of the torch twins against the memory roofline measured in the same run.
 
 Default configuration of issue 5: B = 64 trees, V = 32,000, float32, schemes iid(4,4) and
-delayed(4,2,2); chain-only verifiers on chain(4). Prints, per verifier and scheme, the twin's time
+delayed(4,2,2); verifiers that accept no such trees on chain(4). Prints, per verifier and scheme, the twin's time
 per batch, its ratio to one pass that reads p and q once (the roofline), and the speed-up over the
 NumPy reference loop (timed on a few instances, scaled to B). Target: ratio <= 3 for naive, bv,
 specinfer and traversal.

@@ -6,7 +6,9 @@ Twins are collected from the modules listed in ``_TWIN_MODULES``, each exposing 
 
 Entry points used by tests and reports: :func:`parity` (shared randomness against the reference),
 :func:`sample_blocks` (independent randomness, torch drafting + twin), :func:`chi2_extended`
-(chi-squared test of the extended law), :func:`bench` (CPU/GPU timing against the memory roofline).
+(chi-squared test of the extended law), their whole-sequence forms for stateful verifiers
+(:func:`parity_sequences`, :func:`sample_sequences`, :func:`chi2_sequences`), :func:`bench`
+(CPU/GPU timing against the memory roofline).
 """
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ import importlib
 
 from specoracle.errors import unknown_name
 
-__all__ = ["twin", "TWINS", "parity", "sample_blocks", "chi2_extended", "sample_size", "bench", "ParityResult", "Chi2Check"]
+_CHECKS = ("parity", "sample_blocks", "chi2_extended", "ParityResult", "Chi2Check", "sample_size",
+           "parity_sequences", "sample_sequences", "chi2_sequences")
+__all__ = ["twin", "TWINS", "bench", *_CHECKS]
 
 _TWIN_MODULES = ("chain", "traversal", "topdown", "rrs", "gbv", "univer", "spectr_gbv")
 
@@ -43,7 +47,7 @@ def twin(name: str):
 
 
 def __getattr__(name: str):
-    if name in ("parity", "sample_blocks", "chi2_extended", "ParityResult", "Chi2Check", "sample_size"):
+    if name in _CHECKS:
         return getattr(importlib.import_module(f"{__name__}.checks"), name)
     if name == "bench":
         return importlib.import_module(f"{__name__}.timing").bench

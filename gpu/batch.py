@@ -32,6 +32,7 @@ __all__ = [
     "TwinResult",
     "Twin",
     "from_instances",
+    "from_tensors",
     "coupled_uniforms",
     "bernoulli",
     "categorical",
@@ -169,12 +170,14 @@ class TwinResult:
     length : LongTensor [B], accepted length ``tau = depth(node)``.
     tokens : LongTensor [B, L+1], emitted block (accepted prefix + correction/bonus), ``-1`` padded.
     token : LongTensor [B], the correction/bonus token.
+    state : what a stateful twin hands to its next call (``None`` for stateless twins).
     """
 
     node: torch.Tensor
     length: torch.Tensor
     tokens: torch.Tensor
     token: torch.Tensor
+    state: object = None
 
 
 @dataclass(frozen=True)
@@ -185,17 +188,20 @@ class Twin:
     columns of ``U`` ``[B, n_keys]``. Call ``twin(batch, uniforms=U)`` for shared randomness or
     ``twin(batch, generator=g)`` for fresh uniforms (``torch.rand`` in the batch dtype).
     ``schemes`` lists the drafting kinds the twin accepts (as in the registry); ``note`` says what
-    runs outside torch, if anything.
+    runs outside torch, if anything. A ``stateful`` twin (as its reference) runs
+    ``run(batch, U, state) -> (node, token, state)``: pass ``state=None`` at the first call of every
+    sequence, then ``result.state``.
     """
 
     name: str
-    run: Callable[[TreeBatch, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    run: Callable[..., tuple]
     keys: Callable[[TreeBatch], list]
     schemes: frozenset
     note: str = ""
+    stateful: bool = False
 
     def __call__(self, batch: TreeBatch, *, uniforms: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None) -> TwinResult:
+                 generator: torch.Generator | None = None, state=None) -> TwinResult:
         keys = self.keys(batch)
         if uniforms is None:
             uniforms = torch.rand((batch.B, len(keys)), generator=generator, dtype=batch.dtype, device=batch.device)
@@ -205,9 +211,14 @@ class Twin:
                 f"got {tuple(uniforms.shape)}"
             )
         uniforms = uniforms.to(device=batch.device, dtype=batch.dtype)
-        node, token = self.run(batch, uniforms)
+        if self.stateful:
+            node, token, state = self.run(batch, uniforms, state)
+        elif state is not None:
+            raise InvalidArgument(f"twin {self.name!r} is stateless; got a state")
+        else:
+            node, token = self.run(batch, uniforms)
         length = batch.depth.gather(1, node[:, None])[:, 0]
-        return TwinResult(node, length, emitted_tokens(batch, node, token), token)
+        return TwinResult(node, length, emitted_tokens(batch, node, token), token, state)
 
 
 # --- building batches --------------------------------------------------------------------------
@@ -267,6 +278,131 @@ def from_instances(instances: Sequence[Instance], *, device="cpu", dtype=torch.f
         p64=torch.as_tensor(p),
         q64=torch.as_tensor(q),
     )
+
+
+def from_tensors(tokens: torch.Tensor, parents: torch.Tensor, p: torch.Tensor, q: torch.Tensor, *,
+                 multiplicity: torch.Tensor | None = None, draws: torch.Tensor | None = None,
+                 sampling: str = "iid", trunk: torch.Tensor | None = None) -> TreeBatch:
+    """A batch from the tensors a serving engine holds (validated; no Python loop over the batch).
+
+    Parameters
+    ----------
+    tokens : LongTensor [B, N], token of every node (root and padding entries are ignored).
+    parents : LongTensor [N] (one topology for the whole batch) or [B, N]; root ``-1`` at node 0,
+        real nodes numbered in DFS pre-order, padding nodes (parent ``-1``) after them.
+    p, q : Tensor [B, N, V], target / draft law at every node (float32 or float64, same dtype and
+        device; rows of real nodes are probability vectors, padding rows are replaced by uniform).
+    multiplicity : LongTensor [N] or [B, N], draws at the parent that produced each node (default 1;
+        ``>= 1`` on real non-root nodes, 1 without replacement).
+    draws : LongTensor [B, N, K], child ids of every node in draw order, ``-1`` padded (default: each
+        node's children in id order, each repeated ``multiplicity`` times). Order-sensitive
+        verifiers (the top-down OT family) need the true draw order for shared-randomness parity.
+    sampling : ``"iid"`` or ``"without_replacement"``; trunk : LongTensor [B] (default 0), depth
+        where i.i.d. branching starts (delayed trees).
+    """
+    if p.dim() != 3 or p.shape != q.shape:
+        raise InvalidArgument(f"p and q must both have shape [B, N, V]; got {tuple(p.shape)} and {tuple(q.shape)}")
+    dtype = resolve_dtype(p.dtype)
+    if q.dtype != dtype or q.device != p.device:
+        raise InvalidArgument("p and q must share dtype and device")
+    B, N, V = p.shape
+    dev = p.device
+    if sampling not in ("iid", "without_replacement"):
+        raise InvalidArgument(f"sampling must be 'iid' or 'without_replacement', got {sampling!r}")
+    tokens = _long(tokens, "tokens", (B, N), dev)
+    parents = _long(parents, "parents", (B, N), dev)
+    mult = torch.ones((B, N), dtype=torch.long, device=dev) if multiplicity is None else \
+        _long(multiplicity, "multiplicity", (B, N), dev)
+    node = torch.arange(N, device=dev)
+    if N == 0 or bool((parents[:, 0] != -1).any()):
+        raise InvalidInstance("node 0 must be the root (parent -1)")
+    valid = (parents >= 0) | (node == 0)
+    if bool((valid[:, 1:] & ~valid[:, :-1]).any()):
+        raise InvalidInstance("padding nodes (parent -1) must come after the real nodes")
+    if bool((valid & (parents >= node)).any()):
+        raise InvalidInstance("every node's parent must have a smaller id (DFS pre-order numbering)")
+    # DFS pre-order: the parent of node c is on the root path of node c - 1
+    on_path = torch.zeros((B, N), dtype=torch.bool, device=dev)
+    on_path[:, 0] = True
+    depth = torch.full((B, N), -1, dtype=torch.long, device=dev)
+    depth[:, 0] = 0
+    for c in range(1, N):
+        par = parents[:, c].clamp_min(0)
+        real = valid[:, c]
+        if bool((real & ~on_path.gather(1, par[:, None])[:, 0]).any()):
+            raise InvalidInstance(f"node {c} breaks DFS pre-order (its parent is not on the path to node {c - 1})")
+        depth[:, c] = torch.where(real, depth.gather(1, par[:, None])[:, 0] + 1, depth[:, c])
+        # path to c = path to its parent + c
+        keep = (depth <= depth.gather(1, par[:, None])) & on_path & (node < c)
+        on_path = torch.where(real[:, None], keep | (node == c), on_path)
+    inner = valid & (node > 0)
+    if bool((inner & ((tokens < 0) | (tokens >= V))).any()):
+        raise InvalidInstance(f"tokens of real nodes must lie in [0, {V})")
+    if bool((inner & (mult < 1)).any()) or (sampling == "without_replacement" and bool((inner & (mult != 1)).any())):
+        raise InvalidInstance("multiplicity must be >= 1 on real nodes (exactly 1 without replacement)")
+    atol = 1e-3 if dtype == torch.float32 else 1e-9
+    for name, t in (("p", p), ("q", q)):
+        rows = t[valid]
+        if not bool(torch.isfinite(rows).all()) or bool((rows < 0).any()) or \
+                bool(((rows.sum(-1) - 1).abs() > atol).any()):
+            raise InvalidInstance(f"{name}: every real node's row must be a probability vector (sum 1 within {atol})")
+    uniform = torch.full((), 1.0 / V, dtype=dtype, device=dev)
+    p = torch.where(valid[..., None], p, uniform)
+    q = torch.where(valid[..., None], q, uniform)
+    if draws is None:
+        draws = _grouped_draws(parents, mult, inner)
+    else:
+        draws = _long(draws, "draws", None, dev)
+        if draws.dim() != 3 or draws.shape[:2] != (B, N):
+            raise InvalidArgument(f"draws must have shape [B, N, K] = [{B}, {N}, K], got {tuple(draws.shape)}")
+        kid = draws.clamp_min(0)
+        if bool(((draws >= 0) & ((draws >= N) | (parents.gather(1, kid.reshape(B, -1)).reshape(kid.shape)
+                                                != node[None, :, None]))).any()):
+            raise InvalidInstance("draws[b, u] may only list children of node u")
+        count = torch.zeros((B, N), dtype=torch.long, device=dev).scatter_add_(
+            1, kid.reshape(B, -1), (draws >= 0).long().reshape(B, -1))
+        if not torch.equal(torch.where(inner, count, 0), torch.where(inner, mult, 0)):
+            raise InvalidInstance("draws must list every real node as often as its multiplicity")
+    trunk_t = torch.zeros(B, dtype=torch.long, device=dev) if trunk is None else _long(trunk, "trunk", (B,), dev)
+    mult = torch.where(inner, mult, torch.where(node == 0, 1, 0))
+    return TreeBatch(tokens.masked_fill(~inner, -1), parents.masked_fill(~valid, -1), depth, valid,
+                     draws, mult, p, q, int(depth.max()), sampling, trunk_t)
+
+
+def _long(t, name: str, shape, dev) -> torch.Tensor:
+    """``t`` as a LongTensor on ``dev``, broadcast from ``shape[1:]`` to ``shape`` when given."""
+    t = torch.as_tensor(t, device=dev)
+    if t.dtype.is_floating_point or t.dtype == torch.bool:
+        raise InvalidArgument(f"{name} must be an integer tensor, got {t.dtype}")
+    t = t.long()
+    if shape is None:
+        return t
+    if tuple(t.shape) == tuple(shape[1:]):
+        return t.expand(shape).contiguous()
+    if tuple(t.shape) != tuple(shape):
+        raise InvalidArgument(f"{name} must have shape {list(shape)} or {list(shape[1:])}, got {list(t.shape)}")
+    return t
+
+
+def _grouped_draws(parents: torch.Tensor, mult: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+    """Draw lists [B, N, K]: each node's children in id order, each ``multiplicity`` times."""
+    B, N = parents.shape
+    dev = parents.device
+    m = torch.where(inner, mult, 0)
+    par = parents.clamp_min(0)
+    width = torch.zeros((B, N), dtype=torch.long, device=dev).scatter_add_(1, par, m)
+    K = max(int(width.max()), 1)
+    draws = torch.full((B, N, K), -1, dtype=torch.long, device=dev)
+    filled = torch.zeros((B, N), dtype=torch.long, device=dev)
+    b = torch.arange(B, device=dev)
+    for c in range(1, N):
+        u = par[:, c]
+        for r in range(int(m[:, c].max(0).values) if B else 0):
+            put = m[:, c] > r
+            slot = filled[b, u]
+            draws[b[put], u[put], slot[put]] = c
+            filled[b[put], u[put]] += 1
+    return draws
 
 
 def coupled_uniforms(

@@ -1,7 +1,8 @@
 """Batched torch drafting (chain, i.i.d., delayed, without replacement) from batched toy models.
 
 A *batched model* maps a batch of prefixes to next-token laws: ``model.laws(prefix) -> (p, q)``
-with ``prefix`` a LongTensor ``[R, d]`` and ``p, q`` of shape ``[R, V]``. Two are provided:
+with ``prefix`` a LongTensor ``[R, d]`` (entries ``-1`` are padding and skipped, so prefixes of
+different lengths share one tensor) and ``p, q`` of shape ``[R, V]``. Two are provided:
 
 - :class:`TableModel`: every prefix up to a depth of a :class:`~specoracle.models.ToyModel`
   tabulated once (``sum_d V^d`` rows; small ``V``); the twin of the reference model.
@@ -30,6 +31,9 @@ from .batch import TreeBatch, categorical, resolve_dtype
 __all__ = ["TableModel", "HashModel", "draft", "draft_keys", "node_prefixes", "laws_at_nodes", "extend_blocks"]
 
 
+MAX_TABLE_ROWS = 1_000_000
+
+
 class TableModel:
     """A toy model tabulated for every prefix of length ``<= depth``.
 
@@ -45,6 +49,12 @@ class TableModel:
         if model.rational:
             raise InvalidInstance("TableModel needs a float model (torch has no Fraction tensors)")
         V = model.V
+        rows = sum(V**d for d in range(depth + 1))
+        if rows > MAX_TABLE_ROWS:
+            raise InvalidArgument(
+                f"TableModel({model.name}, depth={depth}) would tabulate {rows} prefixes (limit "
+                f"{MAX_TABLE_ROWS}); use a smaller depth or V, or a model evaluated on device (HashModel)"
+            )
         rows_p, rows_q = [], []
         prefixes: list[tuple] = [()]
         self.offset = []
@@ -71,14 +81,16 @@ class TableModel:
         return self.p_table.dtype
 
     def index(self, prefix: torch.Tensor) -> torch.Tensor:
-        """Table row of each prefix, ``prefix`` LongTensor [R, d] -> [R]."""
-        d = prefix.shape[1]
-        if d > self.depth:
-            raise InvalidArgument(f"TableModel was built for prefixes up to length {self.depth}, got {d}")
+        """Table row of each prefix, ``prefix`` LongTensor [R, d] -> [R]; entries ``-1`` are
+        skipped (padding of contexts of different lengths)."""
+        known = prefix >= 0
+        d = known.sum(1)
+        if prefix.shape[0] and int(d.max()) > self.depth:
+            raise InvalidArgument(f"TableModel was built for prefixes up to length {self.depth}, got {int(d.max())}")
         loc = torch.zeros(prefix.shape[0], dtype=torch.long, device=prefix.device)
-        for i in range(d):
-            loc = loc * self.V + prefix[:, i]
-        return loc + self.offset[d]
+        for i in range(prefix.shape[1]):
+            loc = torch.where(known[:, i], loc * self.V + prefix[:, i], loc)
+        return loc + torch.as_tensor(self.offset, device=prefix.device)[d]
 
     def laws(self, prefix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(p, q)`` after each prefix, two [R, V] tensors."""
@@ -123,8 +135,9 @@ class HashModel:
 
     def _gumbel(self, prefix: torch.Tensor, salt: int) -> torch.Tensor:
         h = torch.full((prefix.shape[0],), self.seed * 1000003 + salt, dtype=torch.long, device=prefix.device)
-        for i in range(prefix.shape[1]):
-            h = self._mix(h * 31 + prefix[:, i] + 7)
+        for i in range(prefix.shape[1]):  # -1 entries (padding) are skipped
+            t = prefix[:, i]
+            h = torch.where(t >= 0, self._mix(h * 31 + t + 7), h)
         tok = torch.arange(self.V, device=prefix.device, dtype=torch.long)
         bits = self._mix(h[:, None] * 0x9E3779B97F4A7C1 + tok[None]) & ((1 << 53) - 1)
         u = (bits.to(torch.float64) + 0.5) / float(1 << 53)
@@ -150,7 +163,7 @@ def draft_keys(scheme: Scheme) -> list:
 
 
 def draft(model, scheme: Scheme, B: int, *, generator: torch.Generator | None = None,
-          uniforms: torch.Tensor | None = None, dtype=None) -> TreeBatch:
+          uniforms: torch.Tensor | None = None, dtype=None, context: torch.Tensor | None = None) -> TreeBatch:
     """Draft ``B`` trees of ``scheme`` from a batched model; laws ``p, q`` at every node attached.
 
     Parameters
@@ -161,6 +174,8 @@ def draft(model, scheme: Scheme, B: int, *, generator: torch.Generator | None = 
     generator : torch.Generator for fresh uniforms, or
     uniforms : Tensor [B, len(draft_keys(scheme))] shared with the reference drafting.
     dtype : dtype of ``p, q`` in the result (default: the model's).
+    context : LongTensor [B, C], tokens generated before each tree (``-1`` entries are padding);
+        the tree of row ``b`` is drafted from the model shifted by ``context[b]``.
 
     Returns
     -------
@@ -174,11 +189,16 @@ def draft(model, scheme: Scheme, B: int, *, generator: torch.Generator | None = 
     elif tuple(uniforms.shape) != (B, len(keys)):
         raise InvalidArgument(f"draft needs uniforms of shape [{B}, {len(keys)}], got {tuple(uniforms.shape)}")
     uniforms = uniforms.to(dev)
+    if context is None:
+        context = torch.full((B, 0), -1, dtype=torch.long, device=dev)
+    elif context.dim() != 2 or context.shape[0] != B:
+        raise InvalidArgument(f"draft needs a context of shape [{B}, C], got {tuple(context.shape)}")
+    context = context.to(dev)
     if scheme.kind == "without_replacement":
-        tokens, parents, draws = _draft_wor(model, scheme, B, uniforms)
+        tokens, parents, draws = _draft_wor(model, scheme, B, uniforms, context)
         sampling = "without_replacement"
     else:
-        tokens, parents, draws = _draft_iid(model, scheme, B, uniforms)
+        tokens, parents, draws = _draft_iid(model, scheme, B, uniforms, context)
         sampling = "iid"
     valid = parents >= 0
     valid[:, 0] = True
@@ -188,7 +208,7 @@ def draft(model, scheme: Scheme, B: int, *, generator: torch.Generator | None = 
     flat = draws.clamp_min(0)
     mult.scatter_add_(1, flat.reshape(B, -1), (draws >= 0).to(torch.long).reshape(B, -1))
     prefix = node_prefixes(tokens, parents, depth)
-    p, q = laws_at_nodes(model, prefix, depth, valid)
+    p, q = laws_at_nodes(model, prefix, depth, valid, context)
     if dtype is not None:
         p, q = p.to(resolve_dtype(dtype)), q.to(resolve_dtype(dtype))
     trunk = torch.full((B,), scheme.trunk, dtype=torch.long, device=dev)
@@ -220,9 +240,13 @@ def node_prefixes(tokens: torch.Tensor, parents: torch.Tensor, depth: torch.Tens
     return pre[:, :, :L]
 
 
-def laws_at_nodes(model, prefix: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor):
-    """``p, q`` [B, N, V] at every node (one model call per depth); padding rows uniform."""
+def laws_at_nodes(model, prefix: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor,
+                  context: torch.Tensor | None = None):
+    """``p, q`` [B, N, V] at every node (one model call per depth) after ``context`` [B, C]
+    (optional, ``-1`` padded); padding rows uniform."""
     B, N, _ = prefix.shape
+    if context is None:
+        context = torch.full((B, 0), -1, dtype=torch.long, device=prefix.device)
     V = model.V
     fill = 1.0 / V
     p = torch.full((B, N, V), fill, dtype=model.dtype, device=model.device)
@@ -231,20 +255,21 @@ def laws_at_nodes(model, prefix: torch.Tensor, depth: torch.Tensor, valid: torch
         sel = (depth == d) & valid
         if not bool(sel.any()):
             continue
-        pp, qq = model.laws(prefix[sel][:, :d])
+        b = sel.nonzero()[:, 0]
+        pp, qq = model.laws(torch.cat([context[b], prefix[sel][:, :d]], 1))
         p[sel] = pp
         q[sel] = qq
     return p, q
 
 
-def _draft_iid(model, scheme: Scheme, B: int, U: torch.Tensor):
-    """Trunk of ``trunk`` tokens then ``k`` i.i.d. paths of ``branch``; merge prefixes."""
+def _draft_iid(model, scheme: Scheme, B: int, U: torch.Tensor, context: torch.Tensor):
+    """Trunk of ``trunk`` tokens then ``k`` i.i.d. paths of ``branch`` after ``context``; merge prefixes."""
     dev = model.device
     T, K, D = scheme.trunk, scheme.k, scheme.branch
     col = 0
     trunk = torch.zeros((B, 0), dtype=torch.long, device=dev)
     for _ in range(T):
-        _, q = model.laws(trunk)
+        _, q = model.laws(torch.cat([context, trunk], 1))
         tok = categorical(U[:, col], q.to(torch.float64))
         col += 1
         trunk = torch.cat([trunk, tok[:, None]], 1)
@@ -252,7 +277,7 @@ def _draft_iid(model, scheme: Scheme, B: int, U: torch.Tensor):
     if D:
         for j in range(K):
             for d in range(D):
-                _, q = model.laws(torch.cat([trunk, paths[:, j, :d]], 1))
+                _, q = model.laws(torch.cat([context, trunk, paths[:, j, :d]], 1))
                 paths[:, j, d] = categorical(U[:, col], q.to(torch.float64))
                 col += 1
     return _merge_paths(trunk, paths)
@@ -321,8 +346,9 @@ def _merge_paths(trunk: torch.Tensor, paths: torch.Tensor):
     return tokens, parents, draws
 
 
-def _draft_wor(model, scheme: Scheme, B: int, U: torch.Tensor):
-    """Fixed full topology; at a node of depth ``d`` draw ``branching[d]`` distinct children."""
+def _draft_wor(model, scheme: Scheme, B: int, U: torch.Tensor, context: torch.Tensor):
+    """Fixed full topology; at a node of depth ``d`` draw ``branching[d]`` distinct children
+    (after ``context``)."""
     dev = model.device
     br = scheme.branching
     # topology in pre-order, and the key counter of each draw (reference recursion order)
@@ -356,7 +382,7 @@ def _draft_wor(model, scheme: Scheme, B: int, U: torch.Tensor):
         if not kids:
             continue
         d = topo_depth[u]
-        _, q = model.laws(prefix[:, u, :d])
+        _, q = model.laws(torch.cat([context, prefix[:, u, :d]], 1))
         remaining = q.to(torch.float64).clone()
         for slot, c in enumerate(kids):
             mass = remaining.sum(-1, keepdim=True)

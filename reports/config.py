@@ -48,9 +48,9 @@ class ReportConfig:
     delayed_vocab, delayed_k, delayed_depth : the n-gram model ``ngram:V`` and the delayed
         schemes ``delayed(k, d, L - d)``, ``d = 0..L`` of section 6.
     device : torch device for sections 2 and 4 ("cpu", "cuda", ...).
-    stateful_models, stateful_schemes : the (smaller) grid for stateful verifiers in section 1, judged
-        on whole sequences with :func:`specoracle.exact.sequence_law` (its cost grows like the
-        number of iteration histories, so V=2 models and small trees).
+    stateful_models, stateful_schemes : the (smaller) grid for stateful verifiers in sections 1 and
+        2, judged on whole sequences with :func:`specoracle.exact.sequence_law` (its cost grows like
+        the number of iteration histories, so V=2 models and small trees).
     stateful_length : sequence length for stateful verifiers in section 1 (``None``: ``2L + 1``).
     """
 

@@ -5,6 +5,8 @@ randomness; the exact engine gives the reference verifier's block law. Cells are
 positive probability (pooled from the expected law only, :func:`specoracle.stats.chi2_gof`) plus
 one zero-probability cell for any block outside the support. Since section 1 of the report proves
 the reference lossless exactly, agreement in law makes the twin lossless up to the detectable TV.
+Stateful twins are tested on whole sequences (:func:`twin_sequence_chi2`) against
+:func:`specoracle.exact.sequence_law`.
 
 The detectable TV at power ``1 - beta`` uses the worst case over alternatives at TV distance
 ``delta``: the noncentrality ``n sum (p1 - p0)^2 / p0 >= 4 n delta^2`` (Cauchy-Schwarz), so
@@ -13,11 +15,13 @@ The detectable TV at power ``1 - beta`` uses the worst case over alternatives at
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TwinChi2", "twin_chi2", "detectable_tv", "holm", "block_counts"]
+__all__ = ["TwinChi2", "twin_chi2", "twin_sequence_chi2", "twin_target_chi2", "target_cells", "detectable_tv", "holm",
+           "block_counts"]
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,6 @@ def twin_chi2(
     block_law : the reference's exact block law (computed with ``exact.evaluate`` if None).
     """
     from specoracle import exact, gpu
-    from specoracle.stats import chi2_gof
 
     if block_law is None:
         block_law = exact.evaluate(name, model, scheme).block_law
@@ -125,19 +128,82 @@ def twin_chi2(
     probs = probs / probs.sum()
     blocks = gpu.sample_blocks(name, model, scheme, n, device=device, seed=seed)
     blocks = blocks.detach().cpu().numpy() if hasattr(blocks, "detach") else np.asarray(blocks)
-    counts, outside = block_counts(blocks, support)
+    return _tested(name, model, scheme.name, device, blocks, support, probs, alpha, power)
+
+
+def twin_sequence_chi2(
+    name: str, model, scheme, n: int, *, length: int, sequence_law, device: str = "cpu", seed: int = 0,
+    alpha: float = 0.01, power: float = 0.99,
+) -> TwinChi2:
+    """Stateful twins: ``n`` sequences of ``length`` tokens from repeated twin calls, the state
+    handed on (``specoracle.gpu.sample_sequences``), against the reference's exact sequence law
+    ``sequence_law`` (array of shape ``[V] * length``, ``exact.sequence_law(...).law``)."""
+    from specoracle import gpu
+
+    law = np.asarray(sequence_law, dtype=np.float64)
+    support = [s for s in itertools.product(range(model.V), repeat=length) if law[s] > 0]
+    probs = np.array([law[s] for s in support])
+    seqs = gpu.sample_sequences(name, model, scheme, n, length, device=device, seed=seed).cpu().numpy()
+    return _tested(name, model, f"{scheme.name}, sequences of {length}", device, seqs, support, probs / probs.sum(),
+                   alpha, power)
+
+
+def twin_target_chi2(
+    name: str, model, scheme, n: int, *, device: str = "cpu", seed: int = 0, alpha: float = 0.01,
+    power: float = 0.99,
+) -> TwinChi2:
+    """Losslessness of a torch twin by sampling alone: its extended law against the TARGET law.
+
+    One-call twins: ``n`` blocks (``gpu.sample_blocks``) continued by target sampling to ``L + 1``
+    tokens, on ``V^(L+1)``. Stateful twins: the first ``2L + 1`` tokens of ``n`` whole sequences
+    (``gpu.sample_sequences``, the state handed on), on ``V^(2L+1)``. Expected: ``model.target_law``.
+    """
+    import torch
+
+    from specoracle import gpu, registry
+    from specoracle.gpu.drafting import TableModel, extend_blocks
+
+    L = scheme.depth
+    if registry.get(name).stateful:
+        length = 2 * L + 1
+        rows = gpu.sample_sequences(name, model, scheme, n, length, device=device, seed=seed)
+        label = f"{scheme.name}, sequences of {length}"
+    else:
+        length = L + 1
+        table = TableModel(model, length, device=device)
+        blocks = gpu.sample_blocks(name, model, scheme, n, device=device, seed=seed, table=table)
+        gen = torch.Generator(device=device).manual_seed(int(seed) + 7919)
+        rows = extend_blocks(table, blocks, length, generator=gen)
+        label = f"{scheme.name}, extended to {length}"
+    law = np.asarray(model.target_law(length), dtype=np.float64)
+    support = [s for s in itertools.product(range(model.V), repeat=length) if law[s] > 0]
+    probs = np.array([law[s] for s in support])
+    return _tested(name, model, label, device, rows.cpu().numpy(), support, probs / probs.sum(), alpha, power)
+
+
+def target_cells(model, scheme, stateful: bool) -> int:
+    """Cells of positive target probability tested by :func:`twin_target_chi2`."""
+    length = 2 * scheme.depth + 1 if stateful else scheme.depth + 1
+    return int((np.asarray(model.target_law(length), dtype=np.float64) > 0).sum())
+
+
+def _tested(name, model, scheme_label, device, rows, support, probs, alpha, power) -> TwinChi2:
+    """Chi-squared of the sampled ``rows`` (blocks or sequences) on ``support`` plus one cell outside."""
+    from specoracle.stats import chi2_gof
+
+    counts, outside = block_counts(rows, support)
     res = chi2_gof(np.append(counts, outside), np.append(probs, 0.0))
-    cells = res.cells
+    n = len(rows)
     return TwinChi2(
         verifier=name,
         model=model.name,
-        scheme=scheme.name,
+        scheme=scheme_label,
         device=str(device),
         samples=int(n),
-        cells=int(cells),
+        cells=int(res.cells),
         statistic=float(res.statistic),
         dof=int(res.dof),
         p_value=float(res.p_value),
-        detectable_tv=detectable_tv(n, cells=cells, alpha=alpha, power=power),
+        detectable_tv=detectable_tv(n, cells=res.cells, alpha=alpha, power=power),
         outside_support=outside,
     )

@@ -50,6 +50,7 @@ class Context:
     cfg: ReportConfig
     _models: dict = field(default_factory=dict)
     _exact: dict = field(default_factory=dict)
+    _sequences: dict = field(default_factory=dict)
 
     def model(self, name: str) -> ToyModel:
         if name not in self._models:
@@ -62,6 +63,15 @@ class Context:
         if key not in self._exact:
             self._exact[key] = exact.evaluate(verifier, self.model(model_name), scheme)
         return self._exact[key]
+
+    def sequence(self, entry, model_name: str, scheme: Scheme):
+        """Memoised :func:`specoracle.exact.sequence_law` of a stateful verifier (``stateful_length``
+        tokens, default ``2L + 1``)."""
+        length = self.cfg.stateful_length or 2 * scheme.depth + 1
+        key = (entry.name, model_name, scheme.name, length)
+        if key not in self._sequences:
+            self._sequences[key] = exact.sequence_law(entry, self.model(model_name), scheme, length)
+        return self._sequences[key]
 
     def progress(self, iterable, desc: str, total: int | None = None):
         """A tqdm progress bar on stderr (disabled with ``cfg.progress=False``)."""
@@ -117,9 +127,8 @@ def exact_losslessness(ctx: Context) -> Section:
     for entry, mname, scheme in ctx.progress(jobs, "1/7 exact losslessness"):
         t0 = time.perf_counter()
         if entry.stateful:
-            length = cfg.stateful_length or 2 * scheme.depth + 1
-            res = exact.sequence_law(entry, ctx.model(mname), scheme, length)
-            err, be, how = _f(res.max_error), _f(res.tokens_per_call), f"sequence law, {length} tokens"
+            res = ctx.sequence(entry, mname, scheme)
+            err, be, how = _f(res.max_error), _f(res.tokens_per_call), f"sequence law, {res.length} tokens"
         else:
             res = ctx.exact(entry, mname, scheme)
             err, be, how = _f(res.max_error), _f(res.block_efficiency), "one step"
@@ -197,23 +206,35 @@ def chi2_twins(ctx: Context) -> Section:
     names = _twin_names()
     _need("specoracle.gpu", "sample_blocks")
     schemes = [parse_scheme(s) for s in cfg.chi2_schemes]
-    jobs = [(registry.get(n), m, s) for n in names for m in cfg.chi2_models for s in schemes
-            if registry.get(n).accepts(s)]
+    st_schemes = [parse_scheme(s) for s in cfg.stateful_schemes]
+    jobs = []
+    for entry in (registry.get(n) for n in names):
+        # stateful twins: whole sequences on the stateful grid (their law only exists there)
+        grid = (cfg.stateful_models, st_schemes) if entry.stateful else (cfg.chi2_models, schemes)
+        jobs += [(entry, m, s) for m in grid[0] for s in grid[1] if entry.accepts(s)]
     if not jobs:
         raise Missing("no torch twin accepts the configured chi-squared schemes")
     notes = []
     per_test_alpha = cfg.alpha / len(jobs)
     results = []
     for entry, mname, scheme in ctx.progress(jobs, "2/7 chi-squared (torch)"):
-        law = ctx.exact(entry, mname, scheme).block_law
+        if entry.stateful:
+            seq = ctx.sequence(entry, mname, scheme)
+            cells = int((np.asarray(seq.law, dtype=float) > 0).sum())
+        else:
+            law = ctx.exact(entry, mname, scheme).block_law
+            cells = sum(1 for v in law.values() if float(v) > 0)
         n = cfg.chi2_samples
         if n is None:
             size = _need("specoracle.stats", "sample_size")
-            cells = sum(1 for v in law.values() if float(v) > 0)
             n = int(size(cfg.chi2_tv, cells=cells, alpha=per_test_alpha, power=cfg.power))
         seed = derive_seed(cfg.seed, "chi2", entry.name, mname, scheme.name)
-        results.append(sampling.twin_chi2(entry.name, ctx.model(mname), scheme, n, device=cfg.device,
-                                          seed=seed, alpha=per_test_alpha, power=cfg.power, block_law=law))
+        common = dict(device=cfg.device, seed=seed, alpha=per_test_alpha, power=cfg.power)
+        if entry.stateful:
+            results.append(sampling.twin_sequence_chi2(entry.name, ctx.model(mname), scheme, n, length=seq.length,
+                                                       sequence_law=seq.law, **common))
+        else:
+            results.append(sampling.twin_chi2(entry.name, ctx.model(mname), scheme, n, block_law=law, **common))
     rejected = sampling.holm([r.p_value for r in results], cfg.alpha)
     rows, data = [], []
     for r, rej in zip(results, rejected):
@@ -235,7 +256,9 @@ def chi2_twins(ctx: Context) -> Section:
     table = Table(("twin", "model", "scheme", "device", "samples", "cells", "statistic", "p-value",
                    f"detectable TV (power {cfg.power})", "verdict"), tuple(rows),
                   "H0: the twin's emitted block has the reference's exact block law (section 1 proves "
-                  "that law lossless). Cells pooled from the expected law.")
+                  "that law lossless); for stateful twins, the first tokens of whole sequences (state "
+                  "handed on between calls) have the reference's exact sequence law. Cells pooled from "
+                  "the expected law.")
     return Section("chi2", 2, "Chi-squared per torch verifier", "fail" if n_fail else "ok", summary, (table,),
                    notes=tuple(notes), data=data)
 
@@ -352,27 +375,36 @@ def parity(ctx: Context) -> Section:
     schemes = [parse_scheme(s) for s in cfg.parity_schemes]
     jobs = [(n, m, s, dt) for n in names for m in cfg.parity_models for s in schemes
             if registry.get(n).accepts(s) for dt in (torch.float64, torch.float32)]
+    seq_par = _need("specoracle.gpu", "parity_sequences")
+    # stateful twins: also whole sequences of 2L + 1 tokens (the state handed on between calls)
+    jobs += [(n, m, s, dt, True) for n, m, s, dt in jobs if registry.get(n).stateful]
     rows, data, bad = [], [], []
-    for name, mname, scheme, dtype in ctx.progress(jobs, "4/7 torch vs reference"):
+    for name, mname, scheme, dtype, *whole in ctx.progress(jobs, "4/7 torch vs reference"):
         seed = derive_seed(cfg.seed, "parity", name, mname, scheme.name)
-        r = par(name, ctx.model(mname), scheme, n_instances=cfg.parity_instances, dtype=dtype,
-                device=cfg.device, seed=seed)
-        mism, ties = int(r.mismatches), int(getattr(r, "near_ties", 0))
+        if whole:
+            r = seq_par(name, ctx.model(mname), scheme, n_sequences=cfg.parity_instances, dtype=dtype,
+                        device=cfg.device, seed=seed)
+        else:
+            r = par(name, ctx.model(mname), scheme, n_instances=cfg.parity_instances, dtype=dtype,
+                    device=cfg.device, seed=seed)
+        mism, ties = int(r.mismatches), int(r.near_ties)
         dt = str(dtype).replace("torch.", "")
         ok = mism == 0 if dtype == torch.float64 else mism <= ties
         if not ok:
-            bad.append(f"{name} {mname} {scheme.name} {dt}")
-        rows.append((name, mname, scheme.name, str(getattr(r, "device", cfg.device)), dt, int(r.n), mism, ties,
+            bad.append(f"{name} {mname} {r.scheme} {dt}")
+        rows.append((name, mname, r.scheme, r.device, dt, int(r.n), int(r.calls), mism, ties,
                      "ok" if ok else "MISMATCH"))
-        data.append({"verifier": name, "model": mname, "scheme": scheme.name, "dtype": dt,
-                     "device": str(getattr(r, "device", cfg.device)), "n": int(r.n), "mismatches": mism,
-                     "near_ties": ties, "ok": ok})
+        data.append({"verifier": name, "model": mname, "scheme": r.scheme, "dtype": dt, "device": r.device,
+                     "n": int(r.n), "calls": int(r.calls), "mismatches": mism, "near_ties": ties, "ok": ok})
     summary = (f"{len(data)} parity runs ({cfg.parity_instances} instances each, shared uniforms from the "
-               f"published Coupled layout): float64 must match exactly; float32 mismatches must all be "
+               f"published Coupled layout; stateful twins also on {cfg.parity_instances} whole sequences, "
+               f"every call compared): float64 must match exactly; float32 mismatches must all be "
                f"near-ties (|u - threshold| < 1e-6). "
                + ("All pass." if not bad else f"Failing: {'; '.join(bad)}."))
-    table = Table(("twin", "model", "scheme", "device", "dtype", "instances", "mismatches", "float32 near-ties",
-                   "verdict"), tuple(rows))
+    table = Table(("twin", "model", "scheme", "device", "dtype", "instances", "calls", "mismatches",
+                   "float32 near-ties", "verdict"), tuple(rows),
+                  "instances: trees, or sequences for the 'sequences of' rows (a sequence mismatches "
+                  "when any of its calls does).")
     return Section("parity", 4, "Torch vs reference under shared randomness", "fail" if bad else "ok", summary,
                    (table,), data=data)
 

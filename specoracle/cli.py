@@ -7,7 +7,8 @@ A thin shell over public functions with the same parameter names:
   ``results.json``, PNG plots);
 - ``specoracle check NAME [--model E2] [--scheme "iid(2,2)"] [--method exact|chi2|auto]
   [--device cpu]``: ``specoracle.check.check_lossless`` (exact engine, chi-squared on samples),
-  or, with ``--device``, a chi-squared test of the torch twin sampled on that device. ``NAME`` is a
+  or, with ``--device``, a chi-squared test of the torch twin sampled on that device against the
+  target law (blocks extended by target sampling; stateful twins: whole sequences). ``NAME`` is a
   registry name or a mutant name (:mod:`specoracle.mutants`). Exit status 1 when not lossless;
 - ``specoracle bound --model E2 --scheme "iid(2,2)"``: the LP bounds of :mod:`specoracle.lp` next
   to the exact block efficiency of every registered verifier that accepts the scheme;
@@ -177,7 +178,7 @@ def _check_reference(args, label, verifier, model, scheme, exact):
 def _check_twin(args, label, entry, model, scheme):
     from specoracle.errors import SpecoracleError
     from specoracle.reports import derive_seed
-    from specoracle.reports.sampling import twin_chi2
+    from specoracle.reports.sampling import target_cells, twin_target_chi2
 
     if entry is None:
         raise SpecoracleError(f"--device tests a torch twin; {label!r} is a mutant with no twin (drop --device)")
@@ -191,14 +192,13 @@ def _check_twin(args, label, entry, model, scheme):
         size = getattr(stats, "sample_size", None)
         if size is None:
             raise SpecoracleError("give --samples (specoracle.stats.sample_size does not exist here)")
-        from specoracle import exact
-
-        law = exact.evaluate(entry, model, scheme).block_law
-        n = int(size(args.tv or 0.02, cells=len(law), alpha=args.alpha or 0.01, power=args.power or 0.99))
-    r = twin_chi2(entry.name, model, scheme, n, device=args.device,
-                  seed=derive_seed(args.seed, "check", label), alpha=args.alpha or 0.01, power=args.power or 0.99)
+        cells = target_cells(model, scheme, entry.stateful)
+        n = int(size(args.tv or 0.02, cells=cells, alpha=args.alpha or 0.01, power=args.power or 0.99))
+    r = twin_target_chi2(entry.name, model, scheme, n, device=args.device,
+                         seed=derive_seed(args.seed, "check", label), alpha=args.alpha or 0.01,
+                         power=args.power or 0.99)
     lossless = r.p_value >= (args.alpha or 0.01)
-    return {"verifier": label, "model": model.name, "scheme": scheme.name, "method": "chi2 (torch twin)",
+    return {"verifier": label, "model": model.name, "scheme": r.scheme, "method": "chi2 (torch twin vs target)",
             "lossless": lossless, "device": r.device, "samples": r.samples, "cells": r.cells,
             "statistic": r.statistic if r.statistic != float("inf") else None, "p_value": r.p_value,
             "detectable_tv": r.detectable_tv, "outside_support": r.outside_support}
@@ -363,8 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="is one verifier (or mutant) lossless? exit 1 if not",
                        description="Exact and/or chi-squared losslessness check of a registered verifier or a "
-                                   "mutant. With --device, the torch twin is sampled on that device and "
-                                   "tested against the reference's exact block law.")
+                                   "mutant. With --device, the torch twin is sampled on that device and its "
+                                   "extended law (stateful twins: whole sequences) tested against the target.")
     c.add_argument("name", help="registry name (e.g. bv, specinfer) or mutant name (e.g. bv_forward_scan)")
     c.add_argument("--model", default=None, help="model (default: E2, or the mutant's own model)")
     c.add_argument("--scheme", default=None, help="drafting scheme, e.g. 'iid(2,2)' (default: one it accepts)")

@@ -105,6 +105,18 @@ def test_check_twin_on_device(capsys):
     assert code == (0 if v["lossless"] else 1)
 
 
+def test_check_stateful_twin_on_device_judges_whole_sequences(capsys):
+    """The --device verdict is against the target: the lossy SpecTr-GBV transcription fails (sequence
+    max error 0.056 on E1 iid(2,2)), its lossless variant passes; both twins carry their state."""
+    args = ("--model", "E1", "--scheme", "iid(2,2)", "--device", "cpu", "--samples", "20000", "--json")
+    code, out, _ = run(capsys, "check", "spectr_gbv", *args)
+    v = json.loads(out)
+    assert code == 1 and not v["lossless"] and v["scheme"] == "iid(2,2), sequences of 5"
+    code, out, _ = run(capsys, "check", "spectr_gbv_lossless", *args)
+    v = json.loads(out)
+    assert code == 0 and v["lossless"] and v["outside_support"] == 0
+
+
 def test_bound_json_universal_equals_bv_on_a_chain(capsys):
     # on a single path BV is optimal among lossless verifiers, so the universal LP optimum for
     # chain(2) on E1 is BV's efficiency 20/9 (ALGORITHMS-2.md §3.8 / §12.4)

@@ -3,7 +3,8 @@
 Design (stated, not tuned): trees drafted in torch and verified by the twin with a seeded
 ``torch.Generator``; every emitted block is continued by target sampling (in torch) to ``L + 1``
 tokens and the counts on ``V^(L+1)`` are tested with ``specoracle.stats.chi2_gof`` against
-``exact.evaluate(...).extended_law`` (for stateful verifiers: their first call, state ``None``).
+``exact.evaluate(...).extended_law`` (for stateful verifiers: their first call, state ``None``;
+and the law of whole sequences of ``2L + 1`` tokens against ``exact.sequence_law``).
 Level ``alpha = 1e-3`` per test (false-fail rate 0.1% per test; the seeds are fixed, so a run is
 reproducible); sample size from the power analysis for ``power = 0.99`` against any deviation of
 total variation 0.01 on the tested cells (``n (2 TV)^2`` noncentrality, worst case over
@@ -76,6 +77,54 @@ def test_extended_law_chi2_cuda(name, scheme):
             pytest.fail("SPECORACLE_REQUIRE_CUDA is set but no CUDA device is available")
         pytest.skip("no CUDA device")
     _check(name, scheme, device="cuda", dtype=torch.float32)
+
+
+# --- stateful twins: the law of whole sequences (``exact.sequence_law`` of the reference) --------
+STATEFUL = [e.name for e in registry.entries() if e.stateful]
+
+
+def _check_sequences(name, model, scheme, device="cpu", dtype=torch.float64, seed=2024, use_twin=None):
+    res = gpu.chi2_sequences(name, model, scheme, alpha=ALPHA, tv=TV, power=POWER, seed=seed, device=device,
+                             dtype=dtype, use_twin=use_twin)
+    assert res.detectable_tv <= TV + 1e-9
+    return res
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+@pytest.mark.parametrize("model_name", ["E1", "E3"])
+def test_sequence_law_chi2(name, model_name):
+    """First 2L + 1 = 5 tokens of iid(2, 2) sequences (several calls, the state handed on)."""
+    res = _check_sequences(name, examples.get(model_name), drafting.iid(2, 2))
+    assert res.p_value >= ALPHA, f"{name}: chi2={res.statistic:.1f} p={res.p_value:.2e} n={res.n}\n{res.table}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", STATEFUL)
+@pytest.mark.parametrize(("model_name", "scheme"), [("E5", drafting.chain(2)), ("E3", drafting.iid(3, 2)),
+                                                    ("E1", drafting.chain(1))], ids=["E5-chain(2)", "E3-iid(3,2)", "E1-chain(1)"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_sequence_law_chi2_sweep(name, model_name, scheme, dtype):
+    res = _check_sequences(name, examples.get(model_name), scheme, dtype=dtype, seed=7)
+    assert res.p_value >= ALPHA, f"{name}: chi2={res.statistic:.1f} p={res.p_value:.2e} n={res.n}\n{res.table}"
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", STATEFUL)
+def test_sequence_law_chi2_cuda(name):
+    if not torch.cuda.is_available():
+        if os.environ.get("SPECORACLE_REQUIRE_CUDA"):
+            pytest.fail("SPECORACLE_REQUIRE_CUDA is set but no CUDA device is available")
+        pytest.skip("no CUDA device")
+    res = _check_sequences(name, examples.E1(), drafting.iid(2, 2), device="cuda", dtype=torch.float32)
+    assert res.p_value >= ALPHA
+
+
+def test_sequence_chi2_rejects_a_forgetful_twin():
+    """Greedy acceptance without the target modification: 2/27 error per iteration on E1 chain(2)."""
+    tw = gpu.twin("spectr_gbv_lossless")
+    forgetful = gb.Twin(tw.name, lambda batch, U, state: tw.run(batch, U, None), tw.keys, tw.schemes, stateful=True)
+    res = _check_sequences("spectr_gbv_lossless", examples.E1(), drafting.chain(2), seed=5, use_twin=forgetful)
+    assert res.p_value < ALPHA
 
 
 def _resample_from_p(batch, U):

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from specoracle import drafting, examples, models, registry
-from specoracle.errors import InvalidInstance
+from specoracle import Instance
+from specoracle.errors import InvalidArgument, InvalidInstance
 from specoracle.randomness import categorical_from_uniform
 
 gpu = pytest.importorskip("specoracle.gpu")
@@ -22,7 +23,7 @@ from specoracle.gpu import batch as gb  # noqa: E402
 from specoracle.gpu.chain import BV, NAIVE  # noqa: E402
 
 SCHEMES = (drafting.chain(3), drafting.iid(2, 2), drafting.delayed(2, 1, 1), drafting.without_replacement((2, 2)))
-# stateful verifiers are compared on their first call (state None)
+# stateful verifiers: here their first call (state None); whole sequences below
 CASES = [(e.name, s) for e in registry.entries() for s in SCHEMES if e.accepts(s)]
 IDS = [f"{n}-{s.name}" for n, s in CASES]
 
@@ -90,6 +91,98 @@ def test_parity_cuda(name, scheme):
     res32 = gpu.parity(name, models.random_model(6, seed=5), scheme, n_instances=1000, dtype=torch.float32,
                        device="cuda", seed=3)
     assert res32.near_ties == res32.mismatches, res32.examples
+
+
+# --- stateful twins: whole sequences (the state handed on from call to call) ---------------------
+STATEFUL = [e.name for e in registry.entries() if e.stateful]
+# (scheme, sequence length): short blocks make several earlier designs live at once (nested states)
+SEQ_SCHEMES = ((drafting.chain(2), 7), (drafting.iid(2, 2), 5), (drafting.iid(3, 3), 9))
+SEQ_CASES = [(n, s, length) for n in STATEFUL for s, length in SEQ_SCHEMES]
+SEQ_IDS = [f"{n}-{s.name}-{length}" for n, s, length in SEQ_CASES]
+
+
+def _forgetful(name):
+    """The twin with its state dropped: every call verifies against the plain target."""
+    tw = gpu.twin(name)
+    return gb.Twin(name, lambda batch, U, state: tw.run(batch, U, None), tw.keys, tw.schemes, stateful=True)
+
+
+@pytest.mark.parametrize(("name", "scheme", "length"), SEQ_CASES, ids=SEQ_IDS)
+def test_parity_sequences_float64_exact(name, scheme, length):
+    res = gpu.parity_sequences(name, examples.E5(), scheme, n_sequences=400, length=length, seed=11)
+    assert res.mismatches == 0, res.examples
+    assert res.calls >= 2 * res.n  # every sequence needs several calls
+
+
+@pytest.mark.parametrize(("name", "scheme", "length"), SEQ_CASES, ids=SEQ_IDS)
+def test_parity_sequences_float32_only_near_ties(name, scheme, length):
+    model = models.random_model(6, seed=5, divergence=0.7)
+    res = gpu.parity_sequences(name, model, scheme, n_sequences=300, length=length, dtype=torch.float32, seed=3)
+    assert res.near_ties == res.mismatches, res.examples
+    assert res.rate <= 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "scheme", "length"), SEQ_CASES, ids=SEQ_IDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_parity_sequences_10000(name, scheme, length, dtype):
+    res = gpu.parity_sequences(name, models.random_model(5, seed=2, divergence=0.6), scheme, n_sequences=10_000,
+                               length=length, dtype=dtype, seed=1)
+    if dtype == torch.float64:
+        assert res.mismatches == 0, res.examples
+    assert res.near_ties == res.mismatches, res.examples
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize(("name", "scheme", "length"), SEQ_CASES, ids=SEQ_IDS)
+def test_parity_sequences_cuda(name, scheme, length):
+    _cuda_or_skip()
+    res = gpu.parity_sequences(name, examples.E5(), scheme, n_sequences=400, length=length, device="cuda", seed=11)
+    assert res.mismatches == 0, res.examples
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+def test_sequence_parity_catches_a_forgetful_twin(name):
+    """Without the state the later calls disagree (the first calls still agree)."""
+    res = gpu.parity_sequences(name, models.random_model(5, seed=2, divergence=0.6), drafting.iid(2, 2),
+                               n_sequences=300, seed=1, use_twin=_forgetful(name))
+    assert res.mismatches >= 3
+
+
+def test_state_rows_follow_their_sequences():
+    """``state.take(rows)`` then a call on those rows = the same call on the whole batch, restricted."""
+    model = examples.E5()
+    tw = gpu.twin("spectr_gbv_lossless")
+    rng = np.random.default_rng(0)
+    scheme = drafting.chain(3)
+    first = gb.from_instances([Instance.from_model(model, scheme.sample(model, rng)) for _ in range(40)],
+                              dtype=torch.float64)
+    state = tw(first, generator=torch.Generator().manual_seed(1)).state
+    assert state.levels and state.B == 40
+    insts = [Instance.from_model(model, scheme.sample(model, rng)) for _ in range(40)]
+    second = gb.from_instances(insts, dtype=torch.float64)
+    U = torch.rand((40, len(tw.keys(second))), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    whole = tw(second, uniforms=U, state=state)
+    rows = torch.tensor([31, 4, 17, 0])
+    part_batch = gb.from_instances([insts[b] for b in rows], dtype=torch.float64)
+    part = tw(part_batch, uniforms=U[rows], state=state.take(rows))
+    assert part.node.tolist() == whole.node[rows].tolist()
+    assert part.token.tolist() == whole.token[rows].tolist()
+
+
+def test_state_is_checked():
+    model = examples.E5()
+    batch = gb.from_instances([Instance.from_model(model, drafting.iid(2, 2).sample(model, s)) for s in range(6)],
+                              dtype=torch.float64)
+    state = gpu.twin("spectr_gbv")(batch, generator=torch.Generator().manual_seed(0)).state
+    with pytest.raises(InvalidArgument, match="GreedyState"):
+        gpu.twin("spectr_gbv_lossless")(batch, state=state)  # the other design's state
+    with pytest.raises(InvalidArgument, match="take"):
+        gpu.twin("spectr_gbv")(batch, state=state.take(torch.tensor([0, 1])))
+    with pytest.raises(InvalidArgument, match="stateless"):
+        gpu.twin("naive")(batch, state=state)
+    with pytest.raises(InvalidArgument, match="not stateful"):
+        gpu.parity_sequences("naive", model, drafting.chain(2), n_sequences=2)
 
 
 def test_parity_catches_a_wrong_twin():
