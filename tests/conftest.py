@@ -1,4 +1,6 @@
-"""Shared test configuration: hypothesis profiles (CI is derandomized) and the cuda marker."""
+"""Shared test configuration: hypothesis profiles (CI is derandomized), the cuda marker (skipped
+without a device unless ``SPECORACLE_REQUIRE_CUDA`` is set, then failed) and the
+``one_torch_thread`` fixture."""
 import os
 
 import pytest
@@ -30,3 +32,25 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords and not os.environ.get("SPECORACLE_REQUIRE_CUDA"):
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _cuda_required(request):
+    """A ``cuda`` test reached without a device (only when SPECORACLE_REQUIRE_CUDA is set) fails."""
+    if "cuda" in request.node.keywords:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.fail("SPECORACLE_REQUIRE_CUDA is set but no CUDA device is available")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Single intra-op torch thread for a module of small-V tests: on a shared 2-core machine a
+    second thread only adds synchronisation stalls."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -28,13 +28,7 @@ from specoracle.randomness import Sampling  # noqa: E402
 from specoracle.tree import Tree  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: thread start-up dominates on a shared 2-core machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- batched convention -----------------------------------------------------------------------------

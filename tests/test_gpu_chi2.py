@@ -12,8 +12,6 @@ deviations). CI tests each verifier on its widest scheme; the full verifier x sc
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -23,18 +21,10 @@ gpu = pytest.importorskip("specoracle.gpu")
 from specoracle.gpu import batch as gb  # noqa: E402
 from specoracle.gpu.chain import NAIVE  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 ALPHA, TV, POWER = 1e-3, 0.01, 0.99
 E5 = examples.E5()  # one model object: the drafted trees are shared by the family (cached by model)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Single intra-op thread: these are many small-V ops; on a shared 2-core machine a second
-    thread only adds synchronisation stalls."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 SCHEMES = (drafting.iid(2, 2), drafting.without_replacement((2, 1)), drafting.delayed(2, 1, 1), drafting.chain(2))
 
 
@@ -72,10 +62,6 @@ def test_extended_law_chi2_sweep(name, scheme, dtype):
 @pytest.mark.cuda
 @pytest.mark.parametrize(("name", "scheme"), CI_CASES, ids=[f"{n}-{s.name}" for n, s in CI_CASES])
 def test_extended_law_chi2_cuda(name, scheme):
-    if not torch.cuda.is_available():
-        if os.environ.get("SPECORACLE_REQUIRE_CUDA"):
-            pytest.fail("SPECORACLE_REQUIRE_CUDA is set but no CUDA device is available")
-        pytest.skip("no CUDA device")
     _check(name, scheme, device="cuda", dtype=torch.float32)
 
 
@@ -111,10 +97,6 @@ def test_sequence_law_chi2_sweep(name, model_name, scheme, dtype):
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", STATEFUL)
 def test_sequence_law_chi2_cuda(name):
-    if not torch.cuda.is_available():
-        if os.environ.get("SPECORACLE_REQUIRE_CUDA"):
-            pytest.fail("SPECORACLE_REQUIRE_CUDA is set but no CUDA device is available")
-        pytest.skip("no CUDA device")
     res = _check_sequences(name, examples.E1(), drafting.iid(2, 2), device="cuda", dtype=torch.float32)
     assert res.p_value >= ALPHA
 

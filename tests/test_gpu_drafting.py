@@ -6,8 +6,6 @@ trees; the model's own ``p``/``q`` for the tables.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -21,6 +19,8 @@ pytest.importorskip("specoracle.gpu")
 from specoracle.gpu import batch as gb  # noqa: E402
 from specoracle.gpu import drafting as gd  # noqa: E402
 from specoracle.gpu.traversal import event_order  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SCHEMES = (
     drafting.chain(3),
@@ -36,16 +36,6 @@ MODELS = {"E5": examples.E5, "E3": examples.E3, "random6": lambda: models.random
 _V = {"E5": 4, "E3": 2, "random6": 6}
 # without replacement needs branching <= V (E3 has V = 2)
 PAIRS = [(m, s) for m in sorted(MODELS) for s in SCHEMES if max(s.branching, default=0) <= _V[m]]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Single intra-op thread: many small-V ops; on a shared 2-core machine a second thread only
-    adds synchronisation stalls."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _tree_of(batch: gb.TreeBatch, b: int) -> Tree:
@@ -213,10 +203,6 @@ def _check_events(insts):
 
 @pytest.mark.cuda
 def test_drafting_on_cuda_matches_cpu():
-    if not torch.cuda.is_available():
-        if os.environ.get("SPECORACLE_REQUIRE_CUDA"):
-            pytest.fail("SPECORACLE_REQUIRE_CUDA is set but no CUDA device is available")
-        pytest.skip("no CUDA device")
     model = examples.E5()
     scheme = drafting.iid(3, 2)
     U = torch.as_tensor(np.random.default_rng(0).random((500, len(gd.draft_keys(scheme)))))

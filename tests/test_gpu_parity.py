@@ -7,14 +7,11 @@ verifier x scheme; the 10,000-instance sweep is marked slow (numbers in the issu
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
 
-from specoracle import drafting, examples, models, registry
-from specoracle import Instance
+from specoracle import Instance, drafting, examples, models, registry
 from specoracle.errors import InvalidArgument, InvalidInstance
 from specoracle.randomness import categorical_from_uniform
 
@@ -22,27 +19,12 @@ gpu = pytest.importorskip("specoracle.gpu")
 from specoracle.gpu import batch as gb  # noqa: E402
 from specoracle.gpu.chain import BV, NAIVE  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SCHEMES = (drafting.chain(3), drafting.iid(2, 2), drafting.delayed(2, 1, 1), drafting.without_replacement((2, 2)))
 # stateful verifiers: here their first call (state None); whole sequences below
 CASES = [(e.name, s) for e in registry.entries() for s in SCHEMES if e.accepts(s)]
 IDS = [f"{n}-{s.name}" for n, s in CASES]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Single intra-op thread: many small-V ops; on a shared 2-core machine a second thread only
-    adds synchronisation stalls."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def _cuda_or_skip():
-    if not torch.cuda.is_available():
-        if os.environ.get("SPECORACLE_REQUIRE_CUDA"):
-            pytest.fail("SPECORACLE_REQUIRE_CUDA is set but no CUDA device is available")
-        pytest.skip("no CUDA device")
 
 
 def test_every_verifier_has_a_twin():
@@ -85,7 +67,6 @@ def test_parity_10000(name, scheme, dtype):
 @pytest.mark.cuda
 @pytest.mark.parametrize(("name", "scheme"), CASES, ids=IDS)
 def test_parity_cuda(name, scheme):
-    _cuda_or_skip()
     res = gpu.parity(name, examples.E5(), scheme, n_instances=1000, dtype=torch.float64, device="cuda", seed=11)
     assert res.mismatches == 0, res.examples
     res32 = gpu.parity(name, models.random_model(6, seed=5), scheme, n_instances=1000, dtype=torch.float32,
@@ -136,7 +117,6 @@ def test_parity_sequences_10000(name, scheme, length, dtype):
 @pytest.mark.cuda
 @pytest.mark.parametrize(("name", "scheme", "length"), SEQ_CASES, ids=SEQ_IDS)
 def test_parity_sequences_cuda(name, scheme, length):
-    _cuda_or_skip()
     res = gpu.parity_sequences(name, examples.E5(), scheme, n_sequences=400, length=length, device="cuda", seed=11)
     assert res.mismatches == 0, res.examples
 
