@@ -33,6 +33,7 @@ __all__ = [
     "Twin",
     "from_instances",
     "from_tensors",
+    "node_depths",
     "coupled_uniforms",
     "bernoulli",
     "categorical",
@@ -321,17 +322,15 @@ def from_tensors(tokens: torch.Tensor, parents: torch.Tensor, p: torch.Tensor, q
         raise InvalidInstance("padding nodes (parent -1) must come after the real nodes")
     if bool((valid & (parents >= node)).any()):
         raise InvalidInstance("every node's parent must have a smaller id (DFS pre-order numbering)")
+    depth = node_depths(parents, valid)
     # DFS pre-order: the parent of node c is on the root path of node c - 1
     on_path = torch.zeros((B, N), dtype=torch.bool, device=dev)
     on_path[:, 0] = True
-    depth = torch.full((B, N), -1, dtype=torch.long, device=dev)
-    depth[:, 0] = 0
     for c in range(1, N):
         par = parents[:, c].clamp_min(0)
         real = valid[:, c]
         if bool((real & ~on_path.gather(1, par[:, None])[:, 0]).any()):
             raise InvalidInstance(f"node {c} breaks DFS pre-order (its parent is not on the path to node {c - 1})")
-        depth[:, c] = torch.where(real, depth.gather(1, par[:, None])[:, 0] + 1, depth[:, c])
         # path to c = path to its parent + c
         keep = (depth <= depth.gather(1, par[:, None])) & on_path & (node < c)
         on_path = torch.where(real[:, None], keep | (node == c), on_path)
@@ -367,6 +366,18 @@ def from_tensors(tokens: torch.Tensor, parents: torch.Tensor, p: torch.Tensor, q
     mult = torch.where(inner, mult, torch.where(node == 0, 1, 0))
     return TreeBatch(tokens.masked_fill(~inner, -1), parents.masked_fill(~valid, -1), depth, valid,
                      draws, mult, p, q, int(depth.max()), sampling, trunk_t)
+
+
+def node_depths(parents: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Depth of every node [B, N] (root 0, padding -1) from ``parents`` [B, N] numbered so that
+    parents come first."""
+    B, N = parents.shape
+    depth = torch.full_like(parents, -1)
+    depth[:, 0] = 0
+    for i in range(1, N):
+        par = parents[:, i].clamp_min(0)
+        depth[:, i] = torch.where(valid[:, i], depth.gather(1, par[:, None])[:, 0] + 1, depth[:, i])
+    return depth
 
 
 def _long(t, name: str, shape, dev) -> torch.Tensor:

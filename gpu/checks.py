@@ -31,7 +31,7 @@ from scipy import stats as _st
 from specoracle import exact, registry
 from specoracle.drafting import Scheme
 from specoracle.errors import InvalidArgument
-from specoracle.instance import Instance
+from specoracle.instance import Instance, Outcome
 from specoracle.models import ToyModel
 from specoracle.randomness import Coupled
 from specoracle.stats import chi2_gof
@@ -135,10 +135,38 @@ class _Recorder(Coupled):
         return out
 
 
-def _run_reference(entry, inst: Instance, rng):
+@dataclass(frozen=True)
+class _Call:
+    """One reference call under Coupled uniforms: the instance, its key layout and uniforms, the
+    reference's ``(node, token)`` and the smallest ``|u - threshold|`` of its decisions."""
+
+    inst: Instance
+    keys: tuple
+    u: np.ndarray
+    out: tuple
+    gap: float
+
+
+def _reference_call(entry, model: ToyModel, scheme: Scheme, rng: np.random.Generator, state=None):
+    """Draft a tree from ``model``, draw its uniforms and run the reference (with ``state`` if it is
+    stateful). Returns ``(_Call, next state)``."""
+    inst = Instance.from_model(model, scheme.sample(model, rng))
+    keys = entry.keys(inst.tree)
+    u = rng.random(len(keys))
+    rec = _Recorder(u, keys)
     if entry.stateful:
-        return entry.reference(inst, rng, None)[0]
-    return entry.reference(inst, rng)
+        out, state = entry.reference(inst, rec, state)
+    else:
+        out = entry.reference(inst, rec)
+    return _Call(inst, keys, u, (out.node, int(out.token)), rec.gap), state
+
+
+def _twin_calls(tw, calls: list, device, dtype, state=None):
+    """The twin on the batch of ``calls`` with their uniforms: ``([(node, token)], TwinResult)``."""
+    batch = from_instances([c.inst for c in calls], device=device, dtype=dtype)
+    U = coupled_uniforms(tw.keys(batch), [c.keys for c in calls], [c.u for c in calls], device=device, dtype=dtype)
+    res = tw(batch, uniforms=U, state=state)
+    return list(zip(res.node.cpu().tolist(), res.token.cpu().tolist())), res
 
 
 def parity(name: str, model: ToyModel, scheme: Scheme, *, n_instances: int = 10_000,
@@ -164,27 +192,12 @@ def parity(name: str, model: ToyModel, scheme: Scheme, *, n_instances: int = 10_
         raise InvalidArgument(f"verifier {name!r} does not accept scheme {scheme.name}")
     dtype = resolve_dtype(dtype)
     rng = np.random.default_rng(seed)
-    ref, gaps, insts, lays, us = [], [], [], [], []
-    for _ in range(n_instances):
-        tree = scheme.sample(model, rng)
-        inst = Instance.from_model(model, tree)
-        keys = entry.keys(tree)
-        u = rng.random(len(keys))
-        rec = _Recorder(u, keys)
-        out = _run_reference(entry, inst, rec)
-        ref.append((out.node, int(out.token)))
-        gaps.append(rec.gap)
-        insts.append(inst)
-        lays.append(keys)
-        us.append(u)
+    calls = [_reference_call(entry, model, scheme, rng)[0] for _ in range(n_instances)]
     got: list[tuple[int, int]] = []
     for s in range(0, n_instances, batch_size):
-        batch = from_instances(insts[s : s + batch_size], device=device, dtype=dtype)
-        U = coupled_uniforms(tw.keys(batch), lays[s : s + batch_size], us[s : s + batch_size], device=device, dtype=dtype)
-        res = tw(batch, uniforms=U)
-        got.extend(zip(res.node.cpu().tolist(), res.token.cpu().tolist()))
-    bad = [i for i in range(n_instances) if ref[i] != got[i]]
-    near = sum(1 for i in bad if gaps[i] < NEAR_TIE)
+        got.extend(_twin_calls(tw, calls[s : s + batch_size], device, dtype)[0])
+    bad = [i for i in range(n_instances) if calls[i].out != got[i]]
+    near = sum(1 for i in bad if calls[i].gap < NEAR_TIE)
     return ParityResult(
         name=name,
         model=model.name,
@@ -194,8 +207,8 @@ def parity(name: str, model: ToyModel, scheme: Scheme, *, n_instances: int = 10_
         near_ties=near,
         device=str(device),
         dtype=str(dtype).replace("torch.", ""),
-        largest_gap=max((gaps[i] for i in bad), default=0.0),
-        examples=tuple((i, ref[i], got[i], gaps[i]) for i in bad[:5]),
+        largest_gap=max((calls[i].gap for i in bad), default=0.0),
+        examples=tuple((i, calls[i].out, got[i], calls[i].gap) for i in bad[:5]),
         calls=n_instances,
     )
 
@@ -307,14 +320,16 @@ def chi2_extended(name: str, model: ToyModel, scheme: Scheme, *, n: int | None =
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed) + 7919)
     ext = extend_blocks(table, blocks, L + 1, generator=gen)
-    idx = torch.zeros(n, dtype=torch.long, device=ext.device)
-    for i in range(L + 1):
-        idx = idx * model.V + ext[:, i]
-    return _chi2_check(name, model, scheme.name, n, idx, probs, alpha, power, seed, device, dtype)
+    return _chi2_check(name, model, scheme.name, ext, probs, alpha, power, seed, device, dtype)
 
 
-def _chi2_check(name, model, scheme_name, n, idx, probs, alpha, power, seed, device, dtype) -> Chi2Check:
-    """Counts of the cell indices ``idx`` [n] against ``probs`` (flat exact law)."""
+def _chi2_check(name, model, scheme_name, rows, probs, alpha, power, seed, device, dtype) -> Chi2Check:
+    """Counts of the token sequences ``rows`` [n, length] on ``V^length`` (C order) against
+    ``probs`` (the flat exact law)."""
+    n, length = rows.shape
+    idx = torch.zeros(n, dtype=torch.long, device=rows.device)
+    for i in range(length):
+        idx = idx * model.V + rows[:, i]
     counts = torch.bincount(idx, minlength=probs.size).cpu().numpy()
     res = chi2_gof(counts, probs)
     return Chi2Check(
@@ -373,18 +388,13 @@ def parity_sequences(name: str, model: ToyModel, scheme: Scheme, *, n_sequences:
     length = _default_length(scheme, length)
     dtype = resolve_dtype(dtype)
     rng = np.random.default_rng(seed)
-    seqs = []  # per sequence: list of (instance, keys, uniforms, (node, token), gap)
+    seqs = []  # per sequence: its list of _Call
     for _ in range(n_sequences):
         context, state, calls = (), None, []
         while len(context) < length:
-            m = exact.shifted(model, context)
-            inst = Instance.from_model(m, scheme.sample(m, rng))
-            keys = entry.keys(inst.tree)
-            u = rng.random(len(keys))
-            rec = _Recorder(u, keys)
-            out, state = entry.reference(inst, rec, state)
-            calls.append((inst, keys, u, (out.node, int(out.token)), rec.gap))
-            context += inst.block(out)
+            call, state = _reference_call(entry, exact.shifted(model, context), scheme, rng, state)
+            calls.append(call)
+            context += call.inst.block(Outcome(*call.out))
         seqs.append(calls)
     first_bad: dict[int, tuple] = {}
     for s0 in range(0, n_sequences, batch_size):
@@ -392,15 +402,12 @@ def parity_sequences(name: str, model: ToyModel, scheme: Scheme, *, n_sequences:
         state, c = None, 0
         while group:
             calls = [seqs[i][c] for i in group]
-            batch = from_instances([x[0] for x in calls], device=device, dtype=dtype)
-            U = coupled_uniforms(tw.keys(batch), [x[1] for x in calls], [x[2] for x in calls], device=device, dtype=dtype)
-            res = tw(batch, uniforms=U, state=state)
-            got = list(zip(res.node.cpu().tolist(), res.token.cpu().tolist()))
+            got, res = _twin_calls(tw, calls, device, dtype, state)
             for i, x, g in zip(group, calls, got):
-                if x[3] != g and i not in first_bad:
-                    first_bad[i] = (c, x[3], g, min(y[4] for y in seqs[i][: c + 1]))
+                if x.out != g and i not in first_bad:
+                    first_bad[i] = (c, x.out, g, min(y.gap for y in seqs[i][: c + 1]))
             keep = [j for j, i in enumerate(group) if len(seqs[i]) > c + 1]
-            state = res.state.take(torch.as_tensor(keep, dtype=torch.long, device=batch.device))
+            state = res.state.take(torch.as_tensor(keep, dtype=torch.long, device=res.node.device))
             group = [group[j] for j in keep]
             c += 1
     bad = sorted(first_bad)
@@ -478,8 +485,5 @@ def chi2_sequences(name: str, model: ToyModel, scheme: Scheme, *, length: int | 
     if n is None:
         n = sample_size(tv, cells=cells, alpha=alpha, power=power)
     seqs = sample_sequences(name, model, scheme, n, length, device=device, dtype=dtype, seed=seed, use_twin=use_twin)
-    idx = torch.zeros(n, dtype=torch.long, device=seqs.device)
-    for i in range(length):
-        idx = idx * model.V + seqs[:, i]
-    return _chi2_check(name, model, f"{scheme.name}, sequences of {length}", n, idx, probs, alpha, power, seed,
+    return _chi2_check(name, model, f"{scheme.name}, sequences of {length}", seqs, probs, alpha, power, seed,
                        device, dtype)

@@ -26,7 +26,7 @@ from specoracle.drafting import Scheme
 from specoracle.errors import InvalidArgument, InvalidInstance
 from specoracle.models import ToyModel
 
-from .batch import TreeBatch, categorical, resolve_dtype
+from .batch import TreeBatch, categorical, node_depths, resolve_dtype
 
 __all__ = ["TableModel", "HashModel", "draft", "draft_keys", "node_prefixes", "laws_at_nodes", "extend_blocks"]
 
@@ -202,7 +202,7 @@ def draft(model, scheme: Scheme, B: int, *, generator: torch.Generator | None = 
         sampling = "iid"
     valid = parents >= 0
     valid[:, 0] = True
-    depth = _depths(parents, valid)
+    depth = node_depths(parents, valid)
     mult = torch.zeros_like(tokens)
     mult[:, 0] = 1
     flat = draws.clamp_min(0)
@@ -213,16 +213,6 @@ def draft(model, scheme: Scheme, B: int, *, generator: torch.Generator | None = 
         p, q = p.to(resolve_dtype(dtype)), q.to(resolve_dtype(dtype))
     trunk = torch.full((B,), scheme.trunk, dtype=torch.long, device=dev)
     return TreeBatch(tokens, parents, depth, valid, draws, mult, p, q, int(depth.max()), sampling, trunk)
-
-
-def _depths(parents: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    B, N = parents.shape
-    depth = torch.full_like(parents, -1)
-    depth[:, 0] = 0
-    for i in range(1, N):  # parents come first (pre-order)
-        par = parents[:, i].clamp_min(0)
-        depth[:, i] = torch.where(valid[:, i], depth.gather(1, par[:, None])[:, 0] + 1, depth[:, i])
-    return depth
 
 
 def node_prefixes(tokens: torch.Tensor, parents: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,6 @@ The detectable TV at power ``1 - beta`` uses the worst case over alternatives at
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,12 +139,9 @@ def twin_sequence_chi2(
     ``sequence_law`` (array of shape ``[V] * length``, ``exact.sequence_law(...).law``)."""
     from specoracle import gpu
 
-    law = np.asarray(sequence_law, dtype=np.float64)
-    support = [s for s in itertools.product(range(model.V), repeat=length) if law[s] > 0]
-    probs = np.array([law[s] for s in support])
+    support, probs = _dense_support(sequence_law)
     seqs = gpu.sample_sequences(name, model, scheme, n, length, device=device, seed=seed).cpu().numpy()
-    return _tested(name, model, f"{scheme.name}, sequences of {length}", device, seqs, support, probs / probs.sum(),
-                   alpha, power)
+    return _tested(name, model, f"{scheme.name}, sequences of {length}", device, seqs, support, probs, alpha, power)
 
 
 def twin_target_chi2(
@@ -175,10 +171,17 @@ def twin_target_chi2(
         gen = torch.Generator(device=device).manual_seed(int(seed) + 7919)
         rows = extend_blocks(table, blocks, length, generator=gen)
         label = f"{scheme.name}, extended to {length}"
-    law = np.asarray(model.target_law(length), dtype=np.float64)
-    support = [s for s in itertools.product(range(model.V), repeat=length) if law[s] > 0]
+    support, probs = _dense_support(model.target_law(length))
+    return _tested(name, model, label, device, rows.cpu().numpy(), support, probs, alpha, power)
+
+
+def _dense_support(law) -> tuple[list[tuple], np.ndarray]:
+    """The token sequences of positive probability of a dense law ``[V] * length`` (C order) and
+    their probabilities, normalised."""
+    law = np.asarray(law, dtype=np.float64)
+    support = [tuple(int(t) for t in s) for s in zip(*np.nonzero(law > 0))]
     probs = np.array([law[s] for s in support])
-    return _tested(name, model, label, device, rows.cpu().numpy(), support, probs / probs.sum(), alpha, power)
+    return support, probs / probs.sum()
 
 
 def target_cells(model, scheme, stateful: bool) -> int:
