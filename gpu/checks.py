@@ -30,6 +30,7 @@ from scipy import stats as _st
 
 from specoracle import exact, registry
 from specoracle.drafting import Scheme
+from specoracle.exact import judged_length
 from specoracle.errors import InvalidArgument
 from specoracle.instance import Instance, Outcome
 from specoracle.models import ToyModel
@@ -186,10 +187,8 @@ def parity(name: str, model: ToyModel, scheme: Scheme, *, n_instances: int = 10_
     """
     from . import twin as _twin
 
-    entry = registry.get(name)
+    entry = registry.resolve(name, scheme).entry
     tw = _twin(name) if use_twin is None else use_twin
-    if not entry.accepts(scheme):
-        raise InvalidArgument(f"verifier {name!r} does not accept scheme {scheme.name}")
     dtype = resolve_dtype(dtype)
     rng = np.random.default_rng(seed)
     calls = [_reference_call(entry, model, scheme, rng)[0] for _ in range(n_instances)]
@@ -353,7 +352,7 @@ def _chi2_check(name, model, scheme_name, rows, probs, alpha, power, seed, devic
 
 # --- stateful verifiers: whole sequences ----------------------------------------------------------
 def _default_length(scheme: Scheme, length: int | None) -> int:
-    length = 2 * scheme.depth + 1 if length is None else int(length)
+    length = judged_length(scheme, stateful=True) if length is None else int(length)
     if length < 1:
         raise InvalidArgument(f"length must be >= 1, got {length}")
     return length
@@ -383,8 +382,7 @@ def parity_sequences(name: str, model: ToyModel, scheme: Scheme, *, n_sequences:
     decisions up to that call.
     """
     entry, tw = _stateful_pair(name, use_twin)
-    if not entry.accepts(scheme):
-        raise InvalidArgument(f"verifier {name!r} does not accept scheme {scheme.name}")
+    entry.require(scheme)
     length = _default_length(scheme, length)
     dtype = resolve_dtype(dtype)
     rng = np.random.default_rng(seed)

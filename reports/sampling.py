@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from specoracle.exact import judged_length
+
 __all__ = ["TwinChi2", "twin_chi2", "twin_sequence_chi2", "twin_target_chi2", "target_cells", "detectable_tv", "holm",
            "block_counts"]
 
@@ -159,13 +161,12 @@ def twin_target_chi2(
     from specoracle import gpu, registry
     from specoracle.gpu.drafting import TableModel, extend_blocks
 
-    L = scheme.depth
-    if registry.get(name).stateful:
-        length = 2 * L + 1
+    stateful = registry.get(name).stateful
+    length = judged_length(scheme, stateful)
+    if stateful:
         rows = gpu.sample_sequences(name, model, scheme, n, length, device=device, seed=seed)
         label = f"{scheme.name}, sequences of {length}"
     else:
-        length = L + 1
         table = TableModel(model, length, device=device)
         blocks = gpu.sample_blocks(name, model, scheme, n, device=device, seed=seed, table=table)
         gen = torch.Generator(device=device).manual_seed(int(seed) + 7919)
@@ -186,7 +187,7 @@ def _dense_support(law) -> tuple[list[tuple], np.ndarray]:
 
 def target_cells(model, scheme, stateful: bool) -> int:
     """Cells of positive target probability tested by :func:`twin_target_chi2`."""
-    length = 2 * scheme.depth + 1 if stateful else scheme.depth + 1
+    length = judged_length(scheme, stateful)
     return int((np.asarray(model.target_law(length), dtype=np.float64) > 0).sum())
 
 

@@ -67,7 +67,7 @@ class Context:
     def sequence(self, entry, model_name: str, scheme: Scheme):
         """Memoised :func:`specoracle.exact.sequence_law` of a stateful verifier (``stateful_length``
         tokens, default ``2L + 1``)."""
-        length = self.cfg.stateful_length or 2 * scheme.depth + 1
+        length = self.cfg.stateful_length or exact.judged_length(scheme, stateful=True)
         key = (entry.name, model_name, scheme.name, length)
         if key not in self._sequences:
             self._sequences[key] = exact.sequence_law(entry, self.model(model_name), scheme, length)
@@ -132,7 +132,7 @@ def exact_losslessness(ctx: Context) -> Section:
         else:
             res = ctx.exact(entry, mname, scheme)
             err, be, how = _f(res.max_error), _f(res.block_efficiency), "one step"
-        lossless = err < 1e-12
+        lossless = exact.is_lossless(err)
         # a lossless claim is contradicted by any lossy case; a "lossy" claim (lossy in general) is
         # not contradicted by a case where the verifier happens to be exact (checked per verifier below)
         agrees = lossless or not entry.lossless
@@ -154,7 +154,7 @@ def exact_losslessness(ctx: Context) -> Section:
                         "exact on every case of this grid (its failure needs a larger case)."))
     n_ok = sum(d["lossless"] for d in data)
     summary = (f"{len(data)} exact evaluations over {len({d['verifier'] for d in data})} registered verifiers: "
-               f"{n_ok} lossless (max |extended law - target| < 1e-12), {len(data) - n_ok} not; "
+               f"{n_ok} lossless (max |extended law - target| < {exact.LOSSLESS_TOL:g}), {len(data) - n_ok} not; "
                + ("no verifier registered as lossless is lossy anywhere." if not wrong
                   else f"{len(wrong)} cases contradict a lossless claim: {', '.join(wrong)}."))
     cols = list(dict.fromkeys(f"{d['model']} {d['scheme']}" for d in data))
@@ -163,7 +163,7 @@ def exact_losslessness(ctx: Context) -> Section:
         mark = "✓" if d["lossless"] else f"✗ err {d['max_error']:.1e}"
         grid.setdefault(d["verifier"], {})[f"{d['model']} {d['scheme']}"] = f"{d['block_efficiency']:.4f} {mark}"
     pivot = Table(("verifier", *cols), tuple((v, *[grid[v].get(c, "") for c in cols]) for v in grid),
-                  "block efficiency E[accepted] + 1 and the exact verdict (✓ lossless, max error < 1e-12; "
+                  f"block efficiency E[accepted] + 1 and the exact verdict (✓ lossless, max error < {exact.LOSSLESS_TOL:g}; "
                   "✗ with its max error); blank: the verifier does not accept the scheme")
     table = Table(("verifier", "model", "scheme", "max error", "block eff.", "exact verdict", "claimed",
                    "agrees", "judged on"), tuple(rows),
@@ -300,7 +300,7 @@ def efficiency_bounds(ctx: Context) -> Section:
                 continue
             res = ctx.exact(entry, mname, scheme)
             be = _f(res.block_efficiency)
-            lossless = _f(res.max_error) < 1e-12
+            lossless = exact.is_lossless(_f(res.max_error))
             verifiers[entry.name] = {"block_efficiency": be, "lossless": lossless}
             cells = []
             for fn_name, _label in _BOUNDS:
@@ -430,7 +430,7 @@ def mutant_detection(ctx: Context) -> Section:
         res = ctx.exact(m.verify, m.model, scheme, label=f"mutant:{m.name}")
         err = _f(res.max_error)
         tv = 0.5 * float(np.abs(np.asarray(res.extended_law, float) - np.asarray(res.target_law, float)).sum())
-        flagged = err >= 1e-12
+        flagged = not exact.is_lossless(err)
         caught = flagged != m.lossless
         d = {"mutant": m.name, "model": m.model, "scheme": m.scheme, "expected": "lossless" if m.lossless else "bug",
              "exact_max_error": err, "exact_tv": tv, "exact_flagged": flagged, "exact_correct": caught}
@@ -515,7 +515,7 @@ def delayed_expansion(ctx: Context) -> Section:
             res = ctx.exact(entry, mname, scheme)
             be = _f(res.block_efficiency)
             how[entry.name] = "exact engine"
-            if entry.lossless and _f(res.max_error) >= 1e-12:
+            if entry.lossless and not exact.is_lossless(_f(res.max_error)):
                 lossy.append(f"{entry.name} {scheme.name} (max error {_f(res.max_error):.2g})")
         series[entry.name].append(be)
     if ub is not None:

@@ -43,7 +43,9 @@ from .drafting import Scheme, parse_scheme
 from .errors import InvalidArgument, InvalidInstance, unknown_name
 from .instance import Instance, Outcome
 from .models import ToyModel
+from .exact import LOSSLESS_TOL, judged_length
 from .randomness import Sampling
+from .registry import resolve
 
 __all__ = ["Cell", "Verdict", "check_lossless", "METHODS", "enumeration_size", "sample_sequences", "validated_model"]
 
@@ -70,7 +72,7 @@ class Verdict:
 
     Attributes
     ----------
-    lossless : the verdict (exact: ``max_error <= tol``; chi2: not rejected at ``alpha``).
+    lossless : the verdict (exact: ``max_error < tol``; chi2: not rejected at ``alpha``).
     method : ``"exact"`` or ``"chi2"`` (what ran; ``"auto"`` is resolved).
     verifier, model, scheme : names.
     max_error : exact ``max |law - P|`` (None for chi2).
@@ -231,14 +233,13 @@ def sample_sequences(verifier, model, scheme, n: int, *, seed: int = 0, enum_lim
         blocks = _check_blocks(verifier.sample_blocks(model, scheme, n, seed=seed), n, L, model.V, _name(verifier))
         mean = float((blocks >= 0).sum(axis=1).mean())
         return stats.sample_extensions(blocks, model, L + 1, gen), mean
-    from .exact import resolve, shifted
+    from .exact import judged_length, shifted
 
-    name, fn, stateful, entry = resolve(verifier)
-    if entry is not None and not entry.accepts(scheme):
-        raise InvalidArgument(f"verifier {name!r} does not accept scheme {scheme.name} (accepts: {sorted(entry.schemes)})")
+    r = resolve(verifier, scheme)
+    name, fn, stateful = r.name, r.fn, r.stateful
     rng = Sampling(gen)
     if stateful:
-        length = 2 * L + 1
+        length = judged_length(scheme, stateful)
         seq = np.empty((n, length), dtype=np.int64)
         calls = 0
         for s in range(n):
@@ -298,20 +299,19 @@ def _label(flat: int, V: int, length: int) -> str:
 def _exact(fn_or_name, model: ToyModel, scheme: Scheme, tol: float, stateful: bool, name: str, alpha, power, tv) -> Verdict:
     from .exact import evaluate, sequence_law
 
+    length = judged_length(scheme, stateful)
     if stateful:
-        r = sequence_law(fn_or_name, model, scheme, 2 * scheme.depth + 1)
+        r = sequence_law(fn_or_name, model, scheme, length)
         law, target, eff = np.asarray(r.law, float).reshape(-1), np.asarray(r.target_law, float).reshape(-1), r.tokens_per_call
-        length = r.length
     else:
         r = evaluate(fn_or_name, model, scheme)
         law, target, eff = np.asarray(r.extended_law, float).reshape(-1), np.asarray(r.target_law, float).reshape(-1), r.block_efficiency
-        length = scheme.depth + 1
     diff = np.abs(law - target)
     worst = np.argsort(-diff, kind="stable")[:5]
     cells = tuple(Cell(_label(i, model.V, length), float(law[i]), float(target[i]), float(diff[i])) for i in worst if diff[i] > 0)
     err = float(diff.max())
     return Verdict(
-        lossless=err <= tol, method="exact", verifier=name, model=model.name, scheme=scheme.name,
+        lossless=err < tol, method="exact", verifier=name, model=model.name, scheme=scheme.name,
         max_error=err, tv_error=float(0.5 * diff.sum()), statistic=None, dof=None, p_value=None, samples=0,
         alpha=alpha, power=power, tv=tv, detectable_tv=float(tol * law.size / 2), projection="full",
         worst_cells=cells, block_efficiency=float(eff), seed=None,
@@ -342,7 +342,7 @@ def check_lossless(
     seed: int = 0,
     n: int | None = None,
     projection: str = "auto",
-    tol: float = 1e-9,
+    tol: float = LOSSLESS_TOL,
     max_cells: int = 256,
     max_enumeration: int = 20000,
     context_order: int | None = None,
@@ -364,7 +364,8 @@ def check_lossless(
     n : number of samples (overrides the design; ``detectable_tv`` then reports what it buys).
     projection : ``"auto"`` (``full`` when ``V^(L+1) <= max_cells``, else ``positions``),
         ``"full"``, ``"first_token"`` or ``"positions"``.
-    tol : exact mode: largest ``max |law - P|`` still called lossless.
+    tol : exact mode: a ``max |law - P|`` below it is called lossless (default
+        :data:`specoracle.exact.LOSSLESS_TOL`, the tolerance of every exact verdict).
     max_enumeration : ``auto`` uses exact when :func:`enumeration_size` is at most this.
     context_order : n-gram context length for the ``positions`` marginals (see
         :func:`specoracle.stats.position_marginals`).
@@ -389,11 +390,8 @@ def check_lossless(
         name, stateful, enumerable = _name(verifier), False, False
         why = "a block sampler's randomness cannot be enumerated"
     else:
-        from .exact import resolve
-
-        name, fn, stateful, entry = resolve(verifier)
-        if entry is not None and not entry.accepts(scheme):
-            raise InvalidArgument(f"verifier {name!r} does not accept scheme {scheme.name} (accepts: {sorted(entry.schemes)})")
+        r = resolve(verifier, scheme)
+        name, fn, stateful = r.name, r.fn, r.stateful
         enumerable = bool(getattr(fn, "enumerable", True))
         why = f"{name!r} is marked enumerable=False (hidden randomness)"
     small = enumeration_size(scheme, model.V) <= max_enumeration
@@ -402,7 +400,7 @@ def check_lossless(
     if method == "exact" or (method == "auto" and enumerable and small):
         return _exact(verifier, model, scheme, tol, stateful, name, alpha, power, tv)
 
-    length = 2 * scheme.depth + 1 if stateful else scheme.depth + 1
+    length = judged_length(scheme, stateful)
     V = model.V
     if projection == "auto":
         projection = "full" if V**length <= max_cells else "positions"

@@ -16,7 +16,6 @@ be rational, see :func:`specoracle.models.rationalize`).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -28,21 +27,37 @@ from .errors import InvalidArgument
 from .instance import Instance, Outcome
 from .models import ToyModel
 from .randomness import enumerate_law
+from .registry import resolve
 
-__all__ = ["ExactResult", "SequenceResult", "evaluate", "tree_law", "sequence_law", "extend", "shifted", "resolve"]
+__all__ = [
+    "ExactResult",
+    "SequenceResult",
+    "LOSSLESS_TOL",
+    "is_lossless",
+    "judged_length",
+    "evaluate",
+    "tree_law",
+    "sequence_law",
+    "extend",
+    "shifted",
+]
 
 
-def resolve(verifier) -> tuple[str, Callable, bool, Any]:
-    """``(name, callable, stateful, entry)`` for a registry name, Entry or plain callable."""
-    from . import registry
+LOSSLESS_TOL = 1e-12
+"""Largest float64 ``max |law - P|`` called lossless (rational mode: exactly 0). The one tolerance of
+every exact verdict: the engine, :func:`specoracle.check.check_lossless`, the reports."""
 
-    if isinstance(verifier, str):
-        verifier = registry.get(verifier)
-    if isinstance(verifier, registry.Entry):
-        return verifier.name, verifier.reference, verifier.stateful, verifier
-    if callable(verifier):
-        return getattr(verifier, "__name__", repr(verifier)), verifier, bool(getattr(verifier, "stateful", False)), None
-    raise InvalidArgument(f"verifier must be a registry name, an Entry or a callable, got {type(verifier).__name__}")
+
+def is_lossless(max_error, rational: bool = False) -> bool:
+    """The exact verdict: ``max_error == 0`` in rational mode, ``< LOSSLESS_TOL`` in float."""
+    return max_error == 0 if rational else float(max_error) < LOSSLESS_TOL
+
+
+def judged_length(scheme: Scheme, stateful: bool) -> int:
+    """Number of tokens a verifier is judged on: ``L + 1`` (one block, extended by target
+    sampling) for one-step verifiers, ``2L + 1`` (whole sequences, so at least two calls interact)
+    for stateful ones."""
+    return 2 * scheme.depth + 1 if stateful else scheme.depth + 1
 
 
 @dataclass(frozen=True)
@@ -69,8 +84,8 @@ class ExactResult:
 
     @property
     def lossless(self) -> bool:
-        """``max_error`` below 1e-12 (exactly 0 in rational mode)."""
-        return self.max_error == 0 if self.rational else float(self.max_error) < 1e-12
+        """``max_error`` below :data:`LOSSLESS_TOL` (exactly 0 in rational mode)."""
+        return is_lossless(self.max_error, self.rational)
 
     @property
     def expected_accepted(self):
@@ -94,7 +109,8 @@ class SequenceResult:
 
     @property
     def lossless(self) -> bool:
-        return self.max_error == 0 if self.rational else float(self.max_error) < 1e-12
+        """``max_error`` below :data:`LOSSLESS_TOL` (exactly 0 in rational mode)."""
+        return is_lossless(self.max_error, self.rational)
 
 
 def _check_model(model: ToyModel, rational: bool) -> None:
@@ -109,7 +125,8 @@ def _check_model(model: ToyModel, rational: bool) -> None:
 
 def tree_law(verifier, instance: Instance, *, rational: bool | None = None) -> dict[Outcome, Any]:
     """Exact law of ``Outcome(node, token)`` for one fixed instance (a one-step verifier)."""
-    name, fn, stateful, _ = resolve(verifier)
+    r = resolve(verifier)
+    name, fn, stateful = r.name, r.fn, r.stateful
     rational = instance.rational if rational is None else rational
     run = (lambda r: fn(instance, r, None)[0]) if stateful else (lambda r: fn(instance, r))
     law, _ = enumerate_law(run, rational=rational)
@@ -162,11 +179,8 @@ def evaluate(verifier, model: ToyModel, scheme: Scheme, *, rational: bool = Fals
     Fraction(20, 9)
     """
     _check_model(model, rational)
-    name, fn, stateful, entry = resolve(verifier)
-    if entry is not None and not entry.accepts(scheme):
-        raise InvalidArgument(
-            f"verifier {name!r} does not accept scheme {scheme.name} (accepts: {sorted(entry.schemes)})"
-        )
+    r = resolve(verifier, scheme)
+    name, fn, stateful = r.name, r.fn, r.stateful
     L = scheme.depth
     block_law: dict[tuple, Any] = {}
     length_law: dict[int, Any] = {}
@@ -242,9 +256,8 @@ def sequence_law(
     ``length >= 2L + 1`` so that at least two iterations interact.
     """
     _check_model(model, rational)
-    name, fn, stateful, entry = resolve(verifier)
-    if entry is not None and not entry.accepts(scheme):
-        raise InvalidArgument(f"verifier {name!r} does not accept scheme {scheme.name}")
+    r = resolve(verifier, scheme)
+    name, fn, stateful = r.name, r.fn, r.stateful
     if length < 1:
         raise InvalidArgument(f"length must be >= 1, got {length}")
     finished: dict[tuple, Any] = {}

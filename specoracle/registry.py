@@ -12,10 +12,10 @@ import pkgutil
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
-from .errors import SpecoracleError, unknown_name
+from .errors import InvalidArgument, SpecoracleError, unknown_name
 from .tree import Tree
 
-__all__ = ["Entry", "names", "get", "entries", "register"]
+__all__ = ["Entry", "Resolved", "names", "get", "entries", "register", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,14 @@ class Entry:
         """True when this verifier runs on trees of ``scheme`` (a Scheme or a kind string)."""
         kind = scheme if isinstance(scheme, str) else scheme.kind
         return kind in self.schemes
+
+    def require(self, scheme) -> None:
+        """Raise :class:`InvalidArgument` unless this verifier accepts ``scheme``."""
+        if not self.accepts(scheme):
+            label = scheme if isinstance(scheme, str) else scheme.name
+            raise InvalidArgument(
+                f"verifier {self.name!r} does not accept scheme {label} (accepts: {sorted(self.schemes)})"
+            )
 
     @property
     def torch(self) -> Callable:
@@ -112,3 +120,33 @@ def get(name: str) -> Entry:
         return _ENTRIES[name]
     except KeyError:
         raise unknown_name("verifier", name, _ENTRIES) from None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A verifier ready to run: its ``name``, reference-style callable ``fn``, whether it is
+    ``stateful`` and its registry ``entry`` (None for a plain callable)."""
+
+    name: str
+    fn: Callable
+    stateful: bool
+    entry: Entry | None
+
+
+def resolve(verifier, scheme=None) -> Resolved:
+    """Resolve a registry name, :class:`Entry` or plain ``verify(instance, rng)`` callable.
+
+    With ``scheme`` (a Scheme or a kind string), a registered verifier that does not accept it
+    raises :class:`InvalidArgument` naming the schemes it accepts. A plain callable is marked
+    stateful by ``fn.stateful = True``.
+    """
+    if isinstance(verifier, str):
+        verifier = get(verifier)
+    if isinstance(verifier, Entry):
+        if scheme is not None:
+            verifier.require(scheme)
+        return Resolved(verifier.name, verifier.reference, verifier.stateful, verifier)
+    if callable(verifier):
+        name = getattr(verifier, "__name__", None) or repr(verifier)
+        return Resolved(name, verifier, bool(getattr(verifier, "stateful", False)), None)
+    raise InvalidArgument(f"verifier must be a registry name, an Entry or a callable, got {type(verifier).__name__}")
