@@ -20,6 +20,7 @@ from specoracle.adapters.batched import (  # noqa: E402
     residual_next_row_chain_sampling,
     sample_chains,
 )
+from specoracle.adapters.common import global_rng  # noqa: E402
 from specoracle.check import check_lossless  # noqa: E402
 from specoracle.drafting import chain  # noqa: E402
 from specoracle.errors import InvalidArgument, InvalidInstance, UnknownName  # noqa: E402
@@ -129,6 +130,52 @@ def test_batched_single_instance_call():
 
     with pytest.raises(InvalidArgument, match="chi2"):
         bv(inst, Fixed({}))
+
+
+# torch.Generator seed whose float64 uniforms [64, 4] hold, at flat index 41, a value >= 1 - 2^-25:
+# cast to float32 it rounds to exactly 1.0 (found by search; about 3e-8 per draw)
+SEED_ROUNDING_TO_ONE = 228316
+
+
+def test_batched_uniforms_stay_below_one():
+    g = torch.Generator().manual_seed(SEED_ROUNDING_TO_ONE)
+    assert torch.rand((64, 4), generator=g, dtype=torch.float64).to(torch.float32).max() == 1.0  # the premise
+    seen = []
+
+    def spy(ids, q, p, u):
+        seen.append(u)
+        return reference_chain_sampling(ids, q, p, u)
+
+    ids = np.zeros((64, 3), dtype=np.int64)
+    BatchedVerifier(spy, dtype=torch.float32).run(ids, np.full((64, 3, 2), 0.5), np.full((64, 4, 2), 0.5), SEED_ROUNDING_TO_ONE)
+    assert seen[0].dtype == torch.float32 and float(seen[0].max()) < 1.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_reference_kernel_never_emits_a_zero_probability_token(dtype):
+    # a uniform at (or, after float32 rounding of the cdf, above) the row's total mass must give the
+    # last token with positive mass (token 1 here), not V - 1 = 2 whose probability is 0
+    ids = torch.tensor([[0]])
+    q = torch.tensor([[[1.0, 0.0, 0.0]]], dtype=dtype)
+    p = torch.tensor([[[1.0, 0.0, 0.0], [0.3, 0.7, 0.0]]], dtype=dtype)
+    for u_last in (1.0, float(torch.nextafter(torch.tensor(1.0, dtype=dtype), torch.tensor(0.0, dtype=dtype)))):
+        out = reference_chain_sampling(ids, q, p, torch.tensor([[0.5, u_last]], dtype=dtype))
+        assert out.tolist() == [[0, 1]], (u_last, out)
+
+
+def test_global_rng_seeds_like_torch_manual_seed_and_restores_state():
+    import random
+
+    torch.manual_seed(5)
+    want = torch.rand(4)
+    torch.manual_seed(99)
+    random.seed(7)
+    before, py_before = torch.get_rng_state(), random.getstate()
+    with global_rng(5, python_random=True):
+        got = torch.rand(4)
+        random.random()
+    assert torch.equal(got, want)
+    assert torch.equal(torch.get_rng_state(), before) and random.getstate() == py_before
 
 
 def test_sample_chains_follow_q():

@@ -1,6 +1,7 @@
-"""Adapter for batched chain verifiers in the vLLM / FlashInfer convention.
+"""Adapter for batched chain verifiers in FlashInfer's ``[B, L, V]`` convention.
 
-The convention (``randomness="uniforms"``, FlashInfer's ``chain_speculative_sampling`` layout)::
+The convention (``randomness="uniforms"``, FlashInfer's ``chain_speculative_sampling`` layout;
+vLLM's flat ragged layout is :mod:`specoracle.adapters.vllm`)::
 
     fn(draft_ids, draft_probs, target_probs, uniforms) -> output_ids
 
@@ -14,7 +15,8 @@ The convention (``randomness="uniforms"``, FlashInfer's ``chain_speculative_samp
                                            bonus token), padded with -1 on the right
 
 With ``randomness="generator"`` the last argument is a seeded ``torch.Generator`` instead of the
-uniforms (vLLM's per-request generators). ``logits=True`` passes log-probabilities instead of
+uniforms. Uniforms are drawn in the kernel's dtype, so they lie in ``[0, 1)`` (a float64 draw
+cast to float32 can round to ``1.0``, which no kernel expects). ``logits=True`` passes log-probabilities instead of
 probabilities (softmax inside the kernel). The output contract is checked on every call: shape,
 integer dtype, ids in ``[0, V)`` or ``-1`` padding, padding only at the end, accepted prefix equal
 to the drafts (FIELD-BUGS: ids >= V on a tile tail, ``-1`` read out of bounds).
@@ -31,10 +33,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from specoracle.errors import InvalidArgument, InvalidInstance, unknown_name
+from specoracle.errors import InvalidArgument, unknown_name
 from specoracle.instance import Instance, Outcome
 from specoracle.randomness import Sampling
 from specoracle.reference._common import chain_nodes
+
+from .common import chain_tables, check_emitted, sample_chains, uniforms
 
 __all__ = [
     "BatchedVerifier",
@@ -45,43 +49,6 @@ __all__ = [
 ]
 
 RANDOMNESS = ("uniforms", "generator")
-
-
-def sample_chains(model, L: int, n: int, gen: np.random.Generator) -> np.ndarray:
-    """``n`` draft chains of ``L`` tokens from ``model.q``, shape [n, L] (grouped by prefix)."""
-    out = np.zeros((n, L), dtype=np.int64)
-    for j in range(L):
-        keys = _prefix_codes(out[:, :j], model.V)
-        for code in np.unique(keys):
-            rows = np.flatnonzero(keys == code)
-            prefix = tuple(out[rows[0], :j].tolist())
-            q = np.asarray(model.q(prefix), dtype=np.float64)
-            out[rows, j] = gen.choice(model.V, size=len(rows), p=q / q.sum())
-    return out
-
-
-def _prefix_codes(prefixes: np.ndarray, V: int) -> np.ndarray:
-    codes = np.zeros(prefixes.shape[0], dtype=np.int64)
-    for j in range(prefixes.shape[1]):
-        codes = codes * V + prefixes[:, j]
-    return codes
-
-
-def _tables(model, chains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """p rows [n, L+1, V] and q rows [n, L, V] along each chain."""
-    n, L = chains.shape
-    V = model.V
-    P = np.empty((n, L + 1, V))
-    Q = np.empty((n, L, V))
-    for j in range(L + 1):
-        keys = _prefix_codes(chains[:, :j], V)
-        for code in np.unique(keys):
-            rows = np.flatnonzero(keys == code)
-            prefix = tuple(chains[rows[0], :j].tolist())
-            P[rows, j] = np.asarray(model.p(prefix), dtype=np.float64)
-            if j < L:
-                Q[rows, j] = np.asarray(model.q(prefix), dtype=np.float64)
-    return P, Q
 
 
 class BatchedVerifier:
@@ -142,11 +109,11 @@ class BatchedVerifier:
             if self.logits:
                 q, p = torch.log(q), torch.log(p)
             if self.randomness == "uniforms":
-                u = torch.rand((ids.shape[0], L + 1), generator=gen, dtype=torch.float64).to(self.dtype)
+                u = uniforms((ids.shape[0], L + 1), gen, self.dtype)
                 out = self.fn(ids, q, p, u)
             else:
                 out = self.fn(ids, q, p, gen)
-            outs.append(_check_output(out, draft_ids[sl], V, self.name))
+            outs.append(check_emitted(out, draft_ids[sl], np.full(ids.shape[0], L), V, self.name))
         return np.concatenate(outs) if outs else np.zeros((0, L + 1), dtype=np.int64)
 
     def sample_blocks(self, model, scheme, n: int, *, seed: int = 0) -> np.ndarray:
@@ -155,7 +122,7 @@ class BatchedVerifier:
             raise InvalidArgument(f"{self.name} verifies chains (convention [B, L]); got scheme {scheme.name}")
         gen = np.random.default_rng(seed)
         chains = sample_chains(model, scheme.depth, n, gen)
-        P, Q = _tables(model, chains)
+        P, Q = chain_tables(model, chains)
         return self.run(chains, Q, P, seed=int(gen.integers(2**62)))
 
     def __call__(self, instance: Instance, rng) -> Outcome:
@@ -176,46 +143,12 @@ class BatchedVerifier:
         return Outcome(nodes[m - 1], int(row[m - 1]))
 
 
-def _check_output(out, draft_ids: np.ndarray, V: int, name: str) -> np.ndarray:
-    import torch
-
-    if isinstance(out, tuple):
-        out = out[0]
-    if not isinstance(out, torch.Tensor):
-        raise InvalidInstance(f"{name} returned {type(out).__name__}, expected a LongTensor [B, L+1]")
-    B, L = draft_ids.shape
-    if tuple(out.shape) != (B, L + 1):
-        raise InvalidInstance(f"{name} returned shape {tuple(out.shape)}, expected [B, L+1] = {(B, L + 1)}")
-    if out.dtype.is_floating_point or out.dtype == torch.bool:
-        raise InvalidInstance(f"{name} returned dtype {out.dtype}, expected integer token ids")
-    o = out.detach().cpu().numpy().astype(np.int64)
-    bad = (o < -1) | (o >= V)
-    if bad.any():
-        i, j = map(int, np.argwhere(bad)[0])
-        raise InvalidInstance(f"{name}: row {i} position {j} holds token id {o[i, j]}, outside [0, V={V}) and not -1 padding")
-    pad = o < 0
-    if pad[:, 0].any():
-        raise InvalidInstance(f"{name}: row {int(np.flatnonzero(pad[:, 0])[0])} emitted no token")
-    gap = pad[:, :-1] & ~pad[:, 1:]
-    if gap.any():
-        i = int(np.flatnonzero(gap.any(axis=1))[0])
-        raise InvalidInstance(f"{name}: row {i} = {o[i].tolist()} has a token after -1 padding")
-    m = (~pad).sum(axis=1)
-    acc = np.arange(L)[None, :] < (m - 1)[:, None]
-    wrong = acc & (o[:, :L] != draft_ids)
-    if wrong.any():
-        i, j = map(int, np.argwhere(wrong)[0])
-        raise InvalidInstance(
-            f"{name}: row {i} emits {o[i, j]} at accepted position {j}, but the draft there is {draft_ids[i, j]}"
-        )
-    return o
-
-
 def _chain_sampling(draft_ids, draft_probs, target_probs, uniforms, residual_shift: int):
     import torch
 
+    from specoracle.gpu.batch import categorical
+
     B, L = draft_ids.shape
-    V = target_probs.shape[-1]
     ar = torch.arange(B)
     if L:
         px = torch.gather(target_probs[:, :L], 2, draft_ids[..., None])[..., 0]
@@ -234,9 +167,7 @@ def _chain_sampling(draft_ids, draft_probs, target_probs, uniforms, residual_shi
     resid = torch.clamp(p_row - q_row, min=0)
     mass = resid.sum(dim=1, keepdim=True)
     law = torch.where(rej[:, None] & (mass > 0), resid / torch.where(mass > 0, mass, 1), p_row)
-    cdf = torch.cumsum(law, dim=1)
-    tok = torch.searchsorted(cdf, uniforms[:, L:].contiguous().to(cdf.dtype), right=True)[:, 0]
-    tok = torch.clamp(tok, max=V - 1)
+    tok = categorical(uniforms[:, L], law)  # u >= total mass: the last token with positive mass
     out = torch.full((B, L + 1), -1, dtype=torch.long)
     keep = torch.arange(L + 1)[None, :] < n_acc[:, None]
     out[:, :L] = torch.where(keep[:, :L], draft_ids, out[:, :L])
@@ -248,7 +179,9 @@ def reference_chain_sampling(draft_ids, draft_probs, target_probs, uniforms):
     """Token-level speculative sampling in the convention of this module (a correct kernel).
 
     Accept ``x_{i+1}`` iff ``u_i < p_i(x) / q_i(x)``; ``tau`` = accepted prefix; correction
-    ``y ~ norm((p_tau - q_tau)_+)`` or bonus ``y ~ p_L`` by inverse CDF on ``u_L``.
+    ``y ~ norm((p_tau - q_tau)_+)`` or bonus ``y ~ p_L`` by inverse CDF on ``u_L`` (the first ``y``
+    with ``u_L < cdf(y)``; ``u_L`` at or above the row's total mass gives the last token with
+    positive mass, never a zero-probability one).
     Shapes: see the module docstring.
     """
     return _chain_sampling(draft_ids, draft_probs, target_probs, uniforms, 0)

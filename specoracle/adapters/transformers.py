@@ -16,7 +16,8 @@ from ``rng`` (a :class:`~specoracle.randomness.Sampling`) on every call, and
 in float64 (``-inf`` for zero mass; the softmax inside restores the probabilities to rounding).
 
 Seeding the global RNG per call is a side effect on the caller's torch RNG state; the adapter
-saves and restores it.
+saves and restores it, and seeds only the CPU generator (``torch.default_generator.manual_seed``;
+``torch.manual_seed`` also visits every accelerator generator and dominated the adapter's time).
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from specoracle.errors import InvalidArgument, InvalidInstance
 from specoracle.instance import Instance, Outcome
 from specoracle.randomness import Sampling
 from specoracle.reference._common import chain_nodes
+
+from .common import global_rng
 
 __all__ = ["TransformersVerifier", "speculative_sampling", "hf_speculative_sampling", "residual_next_row_copy"]
 
@@ -81,13 +84,8 @@ class TransformersVerifier:
             lp = np.log(np.asarray(instance.p, dtype=np.float64)[nodes])
             lq = np.log(np.asarray(instance.q, dtype=np.float64)[nodes[:-1]])
         ids = torch.tensor([list(self.prompt) + drafts], dtype=torch.long)
-        seed = int(rng.gen.integers(2**62))
-        state = torch.get_rng_state()
-        try:
-            torch.manual_seed(seed)
+        with global_rng(int(rng.gen.integers(2**62))):
             valid, n_matches = self.fn(ids, torch.from_numpy(lq)[None], L, torch.from_numpy(lp)[None], **self.kwargs)
-        finally:
-            torch.set_rng_state(state)
         tau = int(n_matches)
         out = [int(t) for t in valid.reshape(-1).tolist()]
         if not 0 <= tau <= L or len(out) != tau + 1 or out[:tau] != drafts[:tau]:
