@@ -18,9 +18,8 @@ from specoracle.adapters.batched import (  # noqa: E402
     BatchedVerifier,
     reference_chain_sampling,
     residual_next_row_chain_sampling,
-    sample_chains,
 )
-from specoracle.adapters.common import global_rng  # noqa: E402
+from specoracle.adapters.common import global_rng, sample_chains  # noqa: E402
 from specoracle.check import check_lossless  # noqa: E402
 from specoracle.drafting import chain  # noqa: E402
 from specoracle.errors import InvalidArgument, InvalidInstance, UnknownName  # noqa: E402

@@ -7,7 +7,6 @@ test only (about 3 GB; see benchmarks/engines/vllm_check.py).
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")

@@ -34,16 +34,12 @@ from collections.abc import Callable
 import numpy as np
 
 from specoracle.errors import InvalidArgument, unknown_name
-from specoracle.instance import Instance, Outcome
-from specoracle.randomness import Sampling
-from specoracle.reference._common import chain_nodes
 
-from .common import chain_tables, check_emitted, sample_chains, uniforms
+from .common import ChainBlockSampler, check_emitted, uniforms
 
 __all__ = [
     "BatchedVerifier",
     "RANDOMNESS",
-    "sample_chains",
     "reference_chain_sampling",
     "residual_next_row_chain_sampling",
 ]
@@ -51,7 +47,7 @@ __all__ = [
 RANDOMNESS = ("uniforms", "generator")
 
 
-class BatchedVerifier:
+class BatchedVerifier(ChainBlockSampler):
     """A batched torch chain verifier in the convention of this module, as a block sampler.
 
     Parameters
@@ -63,8 +59,6 @@ class BatchedVerifier:
     batch_size : rows per call.
     dtype : torch dtype of the probability tensors (and uniforms).
     """
-
-    enumerable = False  # its randomness is a uniform tensor: chi-squared only
 
     def __init__(
         self,
@@ -115,32 +109,6 @@ class BatchedVerifier:
                 out = self.fn(ids, q, p, gen)
             outs.append(check_emitted(out, draft_ids[sl], np.full(ids.shape[0], L), V, self.name))
         return np.concatenate(outs) if outs else np.zeros((0, L + 1), dtype=np.int64)
-
-    def sample_blocks(self, model, scheme, n: int, *, seed: int = 0) -> np.ndarray:
-        """``n`` emitted blocks [n, L+1] (-1 padded) on chains drafted from ``model.q``."""
-        if scheme.kind != "chain":
-            raise InvalidArgument(f"{self.name} verifies chains (convention [B, L]); got scheme {scheme.name}")
-        gen = np.random.default_rng(seed)
-        chains = sample_chains(model, scheme.depth, n, gen)
-        P, Q = chain_tables(model, chains)
-        return self.run(chains, Q, P, seed=int(gen.integers(2**62)))
-
-    def __call__(self, instance: Instance, rng) -> Outcome:
-        """Reference-style verification of one chain instance; ``rng`` must be a
-        :class:`~specoracle.randomness.Sampling` (its generator seeds the uniforms)."""
-        if not isinstance(rng, Sampling):
-            raise InvalidArgument(
-                f"{self.name} draws its own uniforms and cannot be enumerated or coupled; use "
-                "check_lossless(..., method='chi2') or pass a Sampling source"
-            )
-        tree = instance.tree
-        nodes = chain_nodes(instance, self.name)
-        ids = np.array([[tree.tokens[c] for c in nodes[1:]]], dtype=np.int64)
-        P = np.asarray(instance.p, dtype=np.float64)[nodes][None]
-        Q = np.asarray(instance.q, dtype=np.float64)[nodes[:-1]][None]
-        row = self.run(ids, Q, P, seed=int(rng.gen.integers(2**62)))[0]
-        m = int((row >= 0).sum())
-        return Outcome(nodes[m - 1], int(row[m - 1]))
 
 
 def _chain_sampling(draft_ids, draft_probs, target_probs, uniforms, residual_shift: int):

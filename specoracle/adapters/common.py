@@ -10,6 +10,7 @@
 - :func:`draw_trees`: ``n`` i.i.d. draft trees of a scheme as ``[(tree, count)]``.
 - :func:`check_emitted`: the output contract of a kernel that writes emitted tokens into a
   ``-1``-padded ``[B, L+1]`` matrix.
+- :class:`ChainBlockSampler`: drafting and the one-instance entry shared by chain kernels' adapters.
 """
 from __future__ import annotations
 
@@ -18,9 +19,21 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from specoracle.errors import InvalidInstance
+from specoracle.errors import InvalidArgument, InvalidInstance
+from specoracle.instance import Outcome
+from specoracle.randomness import Sampling
+from specoracle.reference._common import chain_nodes
 
-__all__ = ["global_rng", "uniforms", "sample_chains", "chain_tables", "prefix_codes", "draw_trees", "check_emitted"]
+__all__ = [
+    "global_rng",
+    "uniforms",
+    "sample_chains",
+    "chain_tables",
+    "prefix_codes",
+    "draw_trees",
+    "check_emitted",
+    "ChainBlockSampler",
+]
 
 
 @contextmanager
@@ -101,7 +114,6 @@ def draw_trees(model, scheme, n: int, gen: np.random.Generator, enum_limit: int 
     drafting each tree anew); larger ones are drafted one by one.
     """
     from specoracle.check import enumeration_size
-    from specoracle.randomness import Sampling
 
     if enumeration_size(scheme, model.V) <= enum_limit:
         law = scheme.enumerate(model)
@@ -157,3 +169,37 @@ def check_emitted(out, drafts: np.ndarray, lengths: np.ndarray, V: int, name: st
         i, j = map(int, np.argwhere(wrong)[0])
         raise InvalidInstance(f"{name}: row {i} emits {o[i, j]} at accepted position {j}, but the draft there is {drafts[i, j]}")
     return o
+
+
+class ChainBlockSampler:
+    """Base of chain-kernel adapters: subclasses define ``name`` and ``run(chains [n, L], Q [n, L, V],
+    P [n, L+1, V], seed) -> blocks [n, L+1]`` (-1 padded); this class drafts the chains
+    (:meth:`sample_blocks`, for :func:`specoracle.check.check_lossless`) and verifies one chain
+    instance (``verify(instance, rng)``, under sampling only)."""
+
+    enumerable = False  # the kernel draws its own randomness: chi-squared only
+
+    def sample_blocks(self, model, scheme, n: int, *, seed: int = 0) -> np.ndarray:
+        """``n`` emitted blocks [n, L+1] (-1 padded) on chains drafted from ``model.q``."""
+        if scheme.kind != "chain":
+            raise InvalidArgument(f"{self.name} verifies chains; got scheme {scheme.name}")
+        gen = np.random.default_rng(seed)
+        chains = sample_chains(model, scheme.depth, n, gen)
+        P, Q = chain_tables(model, chains)
+        return self.run(chains, Q, P, seed=int(gen.integers(2**62)))
+
+    def __call__(self, instance, rng):
+        """Verify one chain instance; ``rng`` must be a :class:`~specoracle.randomness.Sampling`
+        (its generator seeds the kernel's randomness)."""
+        if not isinstance(rng, Sampling):
+            raise InvalidArgument(
+                f"{self.name} draws its own randomness and cannot be enumerated or coupled; use "
+                "check_lossless(..., method='chi2') or pass a Sampling source"
+            )
+        nodes = chain_nodes(instance, self.name)
+        ids = np.array([[instance.tree.tokens[c] for c in nodes[1:]]], dtype=np.int64)
+        P = np.asarray(instance.p, dtype=np.float64)[nodes][None]
+        Q = np.asarray(instance.q, dtype=np.float64)[nodes[:-1]][None]
+        row = self.run(ids, Q, P, seed=int(rng.gen.integers(2**62)))[0]
+        m = int((row >= 0).sum())
+        return Outcome(nodes[m - 1], int(row[m - 1]))

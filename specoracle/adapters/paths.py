@@ -135,7 +135,7 @@ def paths_layout(instance: Instance, *, temperature: float = 1.0, processor: Cal
     order = sorted(range(1, tree.size), key=lambda c: (len(ranks[c]), ranks[c]))
     nodes = (0, *order)
     pos = {n: k for k, n in enumerate(nodes)}
-    N, V = tree.size, instance.V
+    N = tree.size
     p = np.asarray(instance.p, dtype=np.float64)[list(nodes)]
     q = np.asarray(instance.q, dtype=np.float64)[list(nodes)]
     node_logits = torch.from_numpy(raw_logits(p, temperature)).to(dtype)

@@ -52,11 +52,8 @@ from functools import lru_cache
 import numpy as np
 
 from specoracle.errors import InvalidArgument, InvalidInstance, unknown_name
-from specoracle.instance import Instance, Outcome
-from specoracle.randomness import Sampling
-from specoracle.reference._common import chain_nodes
 
-from .common import chain_tables, check_emitted, global_rng, sample_chains
+from .common import ChainBlockSampler, check_emitted, global_rng
 
 __all__ = [
     "VLLMVerifier",
@@ -126,7 +123,7 @@ def vllm_sampling_metadata(temperature, all_greedy: bool, all_random: bool, gene
     )
 
 
-class VLLMVerifier:
+class VLLMVerifier(ChainBlockSampler):
     """A function with vLLM V1's rejection-sampler contract, as a block sampler (chains only).
 
     Parameters
@@ -149,8 +146,6 @@ class VLLMVerifier:
     device : torch device of the tensors.
     name : label in verdicts.
     """
-
-    enumerable = False
 
     def __init__(
         self,
@@ -244,30 +239,6 @@ class VLLMVerifier:
         outs = [self._call(chains[s:s + self.batch_size], Q[s:s + self.batch_size], P[s:s + self.batch_size], gen)
                 for s in range(0, len(chains), self.batch_size)]
         return np.concatenate(outs) if outs else np.zeros((0, chains.shape[1] + 1), dtype=np.int64)
-
-    def sample_blocks(self, model, scheme, n: int, *, seed: int = 0) -> np.ndarray:
-        """``n`` emitted blocks [n, L+1] (-1 padded) on chains drafted from ``model.q``."""
-        if scheme.kind != "chain":
-            raise InvalidArgument(f"{self.name} verifies chains (vLLM's flat layout); got scheme {scheme.name}")
-        gen = np.random.default_rng(seed)
-        chains = sample_chains(model, scheme.depth, n, gen)
-        P, Q = chain_tables(model, chains)
-        return self.run(chains, Q, P, seed=int(gen.integers(2**62)))
-
-    def __call__(self, instance: Instance, rng) -> Outcome:
-        """One chain instance as one sampled request (``rng``: a :class:`~specoracle.randomness.Sampling`)."""
-        if not isinstance(rng, Sampling):
-            raise InvalidArgument(
-                f"{self.name} draws its own randomness and cannot be enumerated or coupled; use "
-                "check_lossless(..., method='chi2') or pass a Sampling source"
-            )
-        nodes = chain_nodes(instance, self.name)
-        ids = np.array([[instance.tree.tokens[c] for c in nodes[1:]]], dtype=np.int64)
-        P = np.asarray(instance.p, dtype=np.float64)[nodes][None]
-        Q = np.asarray(instance.q, dtype=np.float64)[nodes[:-1]][None]
-        row = self.run(ids, Q, P, seed=int(rng.gen.integers(2**62)))[0]
-        m = int((row >= 0).sum())
-        return Outcome(nodes[m - 1], int(row[m - 1]))
 
 
 def _check_greedy(o, drafts, counts, logits, starts, bonus, where, name: str) -> None:
