@@ -16,8 +16,8 @@ vLLM's flat ragged layout is :mod:`specoracle.adapters.vllm`)::
 
 With ``randomness="generator"`` the last argument is a seeded ``torch.Generator`` instead of the
 uniforms. Uniforms are drawn in the kernel's dtype, so they lie in ``[0, 1)`` (a float64 draw
-cast to float32 can round to ``1.0``, which no kernel expects). ``logits=True`` passes log-probabilities instead of
-probabilities (softmax inside the kernel). The output contract is checked on every call: shape,
+cast to float32 can round to ``1.0``, which no kernel expects). ``logits=True`` passes
+log-probabilities instead of probabilities (softmax inside the kernel). The output contract is checked on every call: shape,
 integer dtype, ids in ``[0, V)`` or ``-1`` padding, padding only at the end, accepted prefix equal
 to the drafts (FIELD-BUGS: ids >= V on a tile tail, ``-1`` read out of bounds).
 

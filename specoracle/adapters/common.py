@@ -1,4 +1,4 @@
-"""Shared internals of the engine adapters (imports torch).
+"""Shared internals of the engine adapters (torch is imported by the functions that use it).
 
 - :func:`global_rng`: seed torch's default CPU generator (and Python's ``random``) for one call of
   a function that draws from global state (transformers, EAGLE, vLLM requests without their own
@@ -29,7 +29,6 @@ __all__ = [
     "uniforms",
     "sample_chains",
     "chain_tables",
-    "prefix_codes",
     "draw_trees",
     "check_emitted",
     "ChainBlockSampler",
@@ -68,7 +67,7 @@ def uniforms(shape, generator, dtype):
     return torch.rand(shape, generator=generator, dtype=dtype)
 
 
-def prefix_codes(prefixes: np.ndarray, V: int) -> np.ndarray:
+def _prefix_codes(prefixes: np.ndarray, V: int) -> np.ndarray:
     """Base-``V`` code of each row of ``prefixes`` [n, j] (equal prefixes, equal codes)."""
     codes = np.zeros(prefixes.shape[0], dtype=np.int64)
     for j in range(prefixes.shape[1]):
@@ -78,7 +77,7 @@ def prefix_codes(prefixes: np.ndarray, V: int) -> np.ndarray:
 
 def _by_prefix(chains: np.ndarray, j: int, V: int):
     """``(rows, prefix)`` for each distinct prefix ``chains[:, :j]``."""
-    keys = prefix_codes(chains[:, :j], V)
+    keys = _prefix_codes(chains[:, :j], V)
     for code in np.unique(keys):
         rows = np.flatnonzero(keys == code)
         yield rows, tuple(chains[rows[0], :j].tolist())

