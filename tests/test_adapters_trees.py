@@ -24,8 +24,8 @@ from specoracle.adapters.paths import (  # noqa: E402
     unconditional_q_paths_verify,
 )
 from specoracle.adapters.sglang import (  # noqa: E402
+    LinkedTrees,
     SGLangTreeVerifier,
-    linked_trees,
     reference_tree_sampling,
     reused_coin_tree_sampling,
 )
@@ -127,7 +127,7 @@ def test_paths_layout_refuses_iid_duplicates():
         paths_layout(inst)
 
 
-@pytest.mark.parametrize("model,scheme", [("E5", "wor(2,2)"), ("random3", "wor(3,1)")])
+@pytest.mark.parametrize("model,scheme", [("E5", "wor(2,1)"), ("random3", "wor(3,1)")])
 def test_reference_paths_verifier_is_lossless(model, scheme):
     m = models.random_model(3, 0) if model == "random3" else model
     v = check_lossless(PathsVerifier(reference_paths_verify, temperature=0.7), m, scheme, tv=0.05, seed=0)
@@ -209,7 +209,7 @@ def test_linked_layout_and_reference_by_hand():
     p[1] = [0.5, 0, 0, 0.5]  # children 1 (p = 0, rejected) then 3 (p = .5): coin .7 rejects it too
     p[2:] = 0.25
     q = np.full((tree.size, 4), 0.25)
-    lt = linked_trees([Instance(tree, p, q)])
+    lt = LinkedTrees([Instance(tree, p, q)])
     assert lt.retrive_next_token.tolist() == [[1, 2, -1, -1, 5, -1]]
     assert lt.retrive_next_sibling.tolist() == [[-1, 4, 3, -1, -1, -1]]
     predicts = torch.full((6,), -1, dtype=torch.int32)

@@ -49,11 +49,11 @@ from specoracle.randomness import Sampling
 
 from .common import draw_trees, uniforms
 
-__all__ = ["SGLangTreeVerifier", "LinkedTrees", "linked_trees", "reference_tree_sampling", "reused_coin_tree_sampling"]
+__all__ = ["SGLangTreeVerifier", "LinkedTrees", "reference_tree_sampling", "reused_coin_tree_sampling"]
 
 
 class LinkedTrees:
-    """A batch of trees in the linked layout (tensors as in the module docstring).
+    """A batch of instances (same ``V``) in the linked layout (tensors as in the module docstring).
 
     Attributes: ``candidates``, ``retrive_index``, ``retrive_next_token``, ``retrive_next_sibling``
     (LongTensor [B, N]), ``target_probs`` (Tensor [B, N, V]), ``parents`` (np [B, N], -1 for the root
@@ -90,11 +90,6 @@ class LinkedTrees:
         self.retrive_next_token = torch.from_numpy(nxt).to(dev)
         self.retrive_next_sibling = torch.from_numpy(sib).to(dev)
         self.target_probs = torch.from_numpy(probs).to(device=dev, dtype=torch.float32 if dtype is None else dtype)
-
-
-def linked_trees(instances, **kwargs) -> LinkedTrees:
-    """:class:`LinkedTrees` of a list of instances (same ``V``)."""
-    return LinkedTrees(list(instances), **kwargs)
 
 
 class SGLangTreeVerifier:
