@@ -11,8 +11,9 @@ from specoracle.registry import Entry
 from specoracle.tree import Tree
 
 from ._common import accept_ratio, chain_nodes, positive_part, residual_or_fallback
+from .bv_core import bv_finish, bv_stop_probs, bv_weights
 
-__all__ = ["naive", "bv", "bv_weights", "bv_stop_probs", "naive_keys", "bv_keys", "ENTRIES"]
+__all__ = ["naive", "bv", "naive_keys", "bv_keys", "ENTRIES"]
 
 
 def naive(instance: Instance, rng: RandomSource) -> Outcome:
@@ -37,39 +38,6 @@ def naive(instance: Instance, rng: RandomSource) -> Outcome:
     return Outcome(last, rng.categorical(p[last], ("residual", last)))
 
 
-def bv_weights(instance: Instance, nodes: list[int], q=None) -> list:
-    """BV weights ``w_0 = 1``, ``w_i = min(1, w_{i-1} p_{i-1}(x_i) / q_{i-1}(x_i))`` along ``nodes``.
-
-    ``q`` ([N, V]) overrides the instance's draft law (GBV runs BV against a skewed draft law).
-    """
-    q = instance.q if q is None else q
-    p, tokens = instance.p, instance.tree.tokens
-    w = [p[0][0] * 0 + 1]
-    for parent, child in zip(nodes, nodes[1:]):
-        x = tokens[child]
-        w.append(min(w[-1] * p[parent][x] / q[parent][x], w[0]))
-    return w
-
-
-def bv_stop_probs(instance: Instance, nodes: list[int], w: list, q=None) -> list:
-    """Stop probabilities ``h_i = S_i / (S_i + 1 - w_i)`` (``i < L``), ``h_L = w_L``, ``0/0 := 1``.
-
-    ``S_i = sum_y (w_i p_i(y) - q_i(y))_+`` uses the laws AFTER ``x_{1:i}`` (row ``nodes[i]``).
-    """
-    q = instance.q if q is None else q
-    p = instance.p
-    L = len(nodes) - 1
-    h = []
-    for i, node in enumerate(nodes):
-        if i == L:
-            h.append(w[i])
-            continue
-        S = positive_part(w[i] * p[node] - q[node]).sum()
-        den = S + 1 - w[i]
-        h.append(S / den if den > 0 else den * 0 + 1)
-    return h
-
-
 def bv(instance: Instance, rng: RandomSource) -> Outcome:
     """Block verification (Sun et al., ICLR 2025), backward independent-coin form.
 
@@ -82,28 +50,7 @@ def bv(instance: Instance, rng: RandomSource) -> Outcome:
     nodes = chain_nodes(instance, "bv")
     w = bv_weights(instance, nodes)
     h = bv_stop_probs(instance, nodes, w)
-    return _bv_finish(instance, rng, nodes, w, h, instance.q)
-
-
-def _bv_finish(instance, rng, nodes, w, h, q) -> Outcome:
-    """Backward scan for ``tau`` and the correction draw (shared with GBV)."""
-    tau = 0
-    for i in range(len(nodes) - 1, 0, -1):
-        if rng.bernoulli(h[i], ("stop", nodes[i])):
-            tau = i
-            break
-    return _bv_emit(instance, rng, nodes, w, tau, q)
-
-
-def _bv_emit(instance, rng, nodes, w, tau, q) -> Outcome:
-    """Token at stop ``tau``: bonus ``p_L`` if ``tau = L``, else ``norm((w_tau p_tau - q_tau)_+)``."""
-    node = nodes[tau]
-    key = ("residual", node)
-    p = instance.p
-    if tau == len(nodes) - 1:
-        return Outcome(node, rng.categorical(p[node], key))
-    law = residual_or_fallback(positive_part(w[tau] * p[node] - q[node]), p[node], rng, key)
-    return Outcome(node, rng.categorical(law, key))
+    return bv_finish(instance, rng, nodes, w, h, instance.q)
 
 
 def naive_keys(tree: Tree) -> tuple:

@@ -28,7 +28,8 @@ from specoracle.randomness import RandomSource
 from specoracle.registry import Entry
 from specoracle.tree import Tree
 
-from .chain import _bv_finish, bv_keys, bv_stop_probs, bv_weights
+from .bv_core import bv_finish, bv_stop_probs, bv_weights
+from .chain import bv_keys
 
 __all__ = ["gbv", "gbv_path", "gbv_skewed_q", "skew_law", "token_keys", "ENTRIES"]
 
@@ -112,7 +113,7 @@ def gbv(instance: Instance, rng: RandomSource) -> Outcome:
     qs = gbv_skewed_q(instance, nodes)
     w = bv_weights(instance, nodes, q=qs)
     h = bv_stop_probs(instance, nodes, w, q=qs)
-    return _bv_finish(instance, rng, nodes, w, h, qs)
+    return bv_finish(instance, rng, nodes, w, h, qs)
 
 
 def gbv_keys(tree: Tree) -> tuple:

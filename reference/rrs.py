@@ -26,12 +26,12 @@ from specoracle.registry import Entry
 from specoracle.tree import Tree
 
 from ._common import accept_ratio, positive_part, residual_or_fallback
-from .topdown import ALL_KINDS, _check_kind, _layout, _norm, _NodeSolver, _walk, _zero
+from .topdown_driver import ALL_KINDS, NodeSolver, check_kind, layout, normalize_or, walk, zeros_like
 
-__all__ = ["rrs_wor", "rrs_wor_keys", "RRS_WOR", "ENTRIES"]
+__all__ = ["rrs_wor", "rrs_wor_keys", "without_token", "RRS_WOR", "ENTRIES"]
 
 
-def _without(q: np.ndarray, x: int) -> np.ndarray:
+def without_token(q: np.ndarray, x: int) -> np.ndarray:
     """``norm(q with entry x set to 0)`` (``q`` unchanged if nothing is left)."""
     out = np.array(q, copy=True)
     out[x] = out[x] * 0
@@ -46,22 +46,22 @@ def _rrs_sample(p, q, d, rng, u, sampling):
         if rng.bernoulli(accept_ratio(cur_p[x], cur_q[x]), key):
             return x
         cur_p = residual_or_fallback(positive_part(cur_p - cur_q), cur_p, rng, key)
-        cur_q = _without(cur_q, x)
+        cur_q = without_token(cur_q, x)
     return rng.categorical(cur_p, ("residual", u))
 
 
 def _rrs_law(p, q, d, sampling):
-    out, alive, cur_p, cur_q = _zero(p), p[0] * 0 + 1, p, q
+    out, alive, cur_p, cur_q = zeros_like(p), p[0] * 0 + 1, p, q
     for x in d:
         a = accept_ratio(cur_p[x], cur_q[x])
         out[x] += alive * a
         alive = alive * (1 - a)
-        cur_p = _norm(positive_part(cur_p - cur_q), cur_p)
-        cur_q = _without(cur_q, x)
+        cur_p = normalize_or(positive_part(cur_p - cur_q), cur_p)
+        cur_q = without_token(cur_q, x)
     return out + alive * cur_p
 
 
-RRS_WOR = _NodeSolver(
+RRS_WOR = NodeSolver(
     "rrs_wor",
     _rrs_sample,
     _rrs_law,
@@ -78,13 +78,13 @@ def rrs_wor(instance: Instance, rng: RandomSource) -> Outcome:
     ``q = (.3,.5,.2)``, two w/o-replacement drafts: ``alpha = 23/25``; E2 wor(2,2):
     ``E[tau] = 5931/3500``.
     """
-    _check_kind(instance, RRS_WOR)
-    return _walk(instance, rng, RRS_WOR)
+    check_kind(instance, RRS_WOR)
+    return walk(instance, rng, RRS_WOR)
 
 
 def rrs_wor_keys(tree: Tree) -> tuple:
     """Coupled layout of :func:`rrs_wor`: accept keys per distinct child (node order), then residuals."""
-    return _layout(tree, RRS_WOR)
+    return layout(tree, RRS_WOR)
 
 
 ENTRIES = [

@@ -1,6 +1,7 @@
 """Top-down OT tree verifiers: NSS, NaiveTree, SpecInfer, SpecTr (K-SEQ), Khisti, OT-optimal.
 
-All six methods share one driver (DDTE App. B-D; ALGORITHMS.md §3). At node ``u`` with the
+All six methods run on the shared driver of :mod:`.topdown_driver` (DDTE App. B-D; ALGORITHMS.md
+§3). At node ``u`` with the
 ``k_u`` child tokens ``d = (X_1..X_k)`` drawn there (``tree.draws[u]``: one entry per draw, in draw
 order, duplicates repeated), a node solver ``f(p_u, q_u, d)`` outputs a token ``t`` whose law is
 ``p_u`` whenever ``d`` holds ``k_u`` i.i.d. draws from ``q_u``. If ``t`` is a drafted child the
@@ -53,7 +54,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -66,6 +67,18 @@ from specoracle.registry import Entry
 from specoracle.tree import Tree
 
 from ._common import accept_ratio, positive_part, residual_or_fallback
+from .rrs import RRS_WOR
+from .topdown_driver import (
+    ALL_KINDS,
+    IID_KINDS,
+    NodeSolver,
+    check_kind,
+    layout,
+    node_tokens,
+    normalize_or,
+    walk,
+    zeros_like,
+)
 
 __all__ = [
     "nss",
@@ -87,82 +100,9 @@ __all__ = [
     "ENTRIES",
 ]
 
-IID_KINDS = frozenset({"chain", "iid", "delayed"})
-ALL_KINDS = frozenset({"chain", "iid", "delayed", "without_replacement"})
-
-
-# --- the shared top-down driver ------------------------------------------------------------------
-@dataclass(frozen=True)
-class _NodeSolver:
-    """One OT node solver.
-
-    sample(p, q, d, rng, u, sampling) -> token (``d``: draft tokens, ``sampling``: the tree's
-    ``"iid"`` / ``"without_replacement"``); law(p, q, d, sampling) -> array [V] with
-    ``Pr[f(d) = t]``; node_keys(u, k) -> the decision keys used at an internal node;
-    children: "draws" (multiset, draw order) or "children" (distinct, first appearance);
-    kinds: tree kinds on which the solver is lossless.
-    """
-
-    name: str
-    sample: Callable
-    law: Callable
-    node_keys: Callable[[int, int], tuple]
-    children: str = "draws"
-    kinds: frozenset = IID_KINDS
-
-
-def _node_tokens(tree: Tree, u: int, which: str) -> tuple[int, ...]:
-    nodes = tree.draws[u] if which == "draws" else tree.children[u]
-    return tuple(tree.tokens[c] for c in nodes)
-
-
-def _check_kind(instance: Instance, solver: _NodeSolver) -> None:
-    tree = instance.tree
-    if tree.sampling == "without_replacement" and "without_replacement" not in solver.kinds:
-        raise InvalidInstance(
-            f"{solver.name} assumes i.i.d. sibling draws (it is not lossless on without-replacement "
-            "trees); use rrs_wor or ot_optimal there"
-        )
-
-
-def _walk(instance: Instance, rng: RandomSource, solver: _NodeSolver) -> Outcome:
-    """Run ``solver`` top-down from the root (see module docstring)."""
-    tree, p, q = instance.tree, instance.p, instance.q
-    u = 0
-    while True:
-        d = _node_tokens(tree, u, solver.children)
-        if not d:
-            return Outcome(u, rng.categorical(p[u], ("residual", u)))
-        t = solver.sample(p[u], q[u], d, rng, u, tree.sampling)
-        child = tree.child(u, t)
-        if child is None:
-            return Outcome(u, t)
-        u = child
-
-
-def _layout(tree: Tree, solver: _NodeSolver) -> tuple[Hashable, ...]:
-    """Coupled layout: decision keys of every internal node (node order), then residual keys."""
-    keys: list[Hashable] = []
-    for u in range(tree.size):
-        k = len(_node_tokens(tree, u, solver.children))
-        if k:
-            keys.extend(solver.node_keys(u, k))
-    keys.extend(("residual", u) for u in range(tree.size))
-    return tuple(keys)
-
-
-def _zero(p: np.ndarray) -> np.ndarray:
-    return p * 0
-
-
-def _norm(v: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """``norm(v)``, or ``fallback`` for a zero-mass ``v`` (only reached with probability 0)."""
-    total = v.sum()
-    return v / total if total > 0 else fallback
-
 
 def _one_hot(p: np.ndarray, t: int) -> np.ndarray:
-    e = _zero(p)
+    e = zeros_like(p)
     e[t] = p[0] * 0 + 1
     return e
 
@@ -188,7 +128,7 @@ def _naive_sample(p, q, d, rng, u, sampling):
 def _naive_law(p, q, d, sampling):
     x = d[0]
     a = accept_ratio(p[x], q[x])
-    return a * _one_hot(p, x) + (1 - a) * _norm(positive_part(p - q), p)
+    return a * _one_hot(p, x) + (1 - a) * normalize_or(positive_part(p - q), p)
 
 
 # --- SpecInfer ----------------------------------------------------------------------------------
@@ -202,12 +142,12 @@ def _specinfer_sample(p, q, d, rng, u, sampling):
 
 
 def _specinfer_law(p, q, d, sampling):
-    out, alive, cur = _zero(p), p[0] * 0 + 1, p
+    out, alive, cur = zeros_like(p), p[0] * 0 + 1, p
     for x in d:
         a = accept_ratio(cur[x], q[x])
         out[x] += alive * a
         alive = alive * (1 - a)
-        cur = _norm(positive_part(cur - q), cur)
+        cur = normalize_or(positive_part(cur - q), cur)
     return out + alive * cur
 
 
@@ -480,7 +420,7 @@ def _khisti_cached(pb: bytes, qb: bytes, k: int) -> KhistiSelection:
             row[d[0]] = 1.0
         row.setflags(write=False)
         q_is += D * row  # the law actually induced by the sigma used below
-    res = _norm(positive_part(p - q_is), np.array(p))
+    res = normalize_or(positive_part(p - q_is), np.array(p))
     res.setflags(write=False)
     q_is.setflags(write=False)
     return KhistiSelection(sigma=sigma, q_is=q_is, residual=res, acceptance=float(np.minimum(p, q_is).sum()))
@@ -519,13 +459,13 @@ def _accept_keys(u: int, k: int) -> tuple:
     return tuple(("accept", u, j) for j in range(k))
 
 
-METHODS: dict[str, _NodeSolver] = {
-    "nss": _NodeSolver("nss", _nss_sample, _nss_law, lambda u, k: ()),
-    "naive_tree": _NodeSolver("naive_tree", _naive_sample, _naive_law, lambda u, k: (("accept", u, 0),)),
-    "specinfer": _NodeSolver("specinfer", _specinfer_sample, _specinfer_law, _accept_keys),
-    "spectr": _NodeSolver("spectr", _spectr_sample, _spectr_law, _accept_keys),
-    "khisti": _NodeSolver("khisti", _khisti_sample, _khisti_law, lambda u, k: (("pick", u), ("accept", u))),
-    "ot_optimal": _NodeSolver("ot_optimal", _ot_sample, _ot_law, lambda u, k: (("pick", u),), kinds=ALL_KINDS),
+METHODS: dict[str, NodeSolver] = {
+    "nss": NodeSolver("nss", _nss_sample, _nss_law, lambda u, k: ()),
+    "naive_tree": NodeSolver("naive_tree", _naive_sample, _naive_law, lambda u, k: (("accept", u, 0),)),
+    "specinfer": NodeSolver("specinfer", _specinfer_sample, _specinfer_law, _accept_keys),
+    "spectr": NodeSolver("spectr", _spectr_sample, _spectr_law, _accept_keys),
+    "khisti": NodeSolver("khisti", _khisti_sample, _khisti_law, lambda u, k: (("pick", u), ("accept", u))),
+    "ot_optimal": NodeSolver("ot_optimal", _ot_sample, _ot_law, lambda u, k: (("pick", u),), kinds=ALL_KINDS),
 }
 """Node solvers by method name (rrs_wor lives in :mod:`specoracle.reference.rrs`)."""
 
@@ -535,14 +475,12 @@ TOPDOWN = tuple(METHODS) + ("rrs_wor",)
 :func:`scheme_block_efficiency`."""
 
 
-def _solver(name: str) -> _NodeSolver:
+def _solver(name: str) -> NodeSolver:
     if name in METHODS:
         return METHODS[name]
-    from . import rrs  # rrs imports this module; look it up lazily
-
-    if name == rrs.RRS_WOR.name:
-        return rrs.RRS_WOR
-    raise unknown_name("top-down method", name, list(METHODS) + [rrs.RRS_WOR.name])
+    if name == RRS_WOR.name:
+        return RRS_WOR
+    raise unknown_name("top-down method", name, list(METHODS) + [RRS_WOR.name])
 
 
 def nss(instance: Instance, rng: RandomSource) -> Outcome:
@@ -550,8 +488,8 @@ def nss(instance: Instance, rng: RandomSource) -> Outcome:
 
     Keys: ``("residual", u)``. E1 iid(2,1): ``E[tau] = sum_t p(t)(1 - (1 - q(t))^2) = 2/3``.
     """
-    _check_kind(instance, METHODS["nss"])
-    return _walk(instance, rng, METHODS["nss"])
+    check_kind(instance, METHODS["nss"])
+    return walk(instance, rng, METHODS["nss"])
 
 
 def naive_tree(instance: Instance, rng: RandomSource) -> Outcome:
@@ -559,8 +497,8 @@ def naive_tree(instance: Instance, rng: RandomSource) -> Outcome:
 
     Keys: ``("accept", u, 0)``, ``("residual", u)``. E1 iid(2,1): ``E[tau] = 7/9``.
     """
-    _check_kind(instance, METHODS["naive_tree"])
-    return _walk(instance, rng, METHODS["naive_tree"])
+    check_kind(instance, METHODS["naive_tree"])
+    return walk(instance, rng, METHODS["naive_tree"])
 
 
 def specinfer(instance: Instance, rng: RandomSource) -> Outcome:
@@ -569,8 +507,8 @@ def specinfer(instance: Instance, rng: RandomSource) -> Outcome:
     Keys: ``("accept", u, j)`` for the ``j``-th draw at ``u``, ``("residual", u)``.
     One node: ``alpha = 1 - prod_j (1 - beta_j)``; E1 iid(2,1): ``7/9``.
     """
-    _check_kind(instance, METHODS["specinfer"])
-    return _walk(instance, rng, METHODS["specinfer"])
+    check_kind(instance, METHODS["specinfer"])
+    return walk(instance, rng, METHODS["specinfer"])
 
 
 def spectr(instance: Instance, rng: RandomSource) -> Outcome:
@@ -578,8 +516,8 @@ def spectr(instance: Instance, rng: RandomSource) -> Outcome:
 
     Keys: ``("accept", u, j)``, ``("residual", u)``. E1 iid(2,1): ``alpha = (11 + sqrt 13)/18``.
     """
-    _check_kind(instance, METHODS["spectr"])
-    return _walk(instance, rng, METHODS["spectr"])
+    check_kind(instance, METHODS["spectr"])
+    return walk(instance, rng, METHODS["spectr"])
 
 
 def khisti(instance: Instance, rng: RandomSource) -> Outcome:
@@ -587,8 +525,8 @@ def khisti(instance: Instance, rng: RandomSource) -> Outcome:
 
     Keys: ``("pick", u)``, ``("accept", u)``, ``("residual", u)``. Reaches ``alpha*`` per node.
     """
-    _check_kind(instance, METHODS["khisti"])
-    return _walk(instance, rng, METHODS["khisti"])
+    check_kind(instance, METHODS["khisti"])
+    return walk(instance, rng, METHODS["khisti"])
 
 
 def ot_optimal(instance: Instance, rng: RandomSource) -> Outcome:
@@ -596,8 +534,8 @@ def ot_optimal(instance: Instance, rng: RandomSource) -> Outcome:
 
     Keys: ``("pick", u)`` (index ``V`` = reject), ``("residual", u)``. E1 iid(2,1): ``8/9``.
     """
-    _check_kind(instance, METHODS["ot_optimal"])
-    return _walk(instance, rng, METHODS["ot_optimal"])
+    check_kind(instance, METHODS["ot_optimal"])
+    return walk(instance, rng, METHODS["ot_optimal"])
 
 
 # --- DDTE Eq. 3 ---------------------------------------------------------------------------------
@@ -626,11 +564,11 @@ def tree_block_efficiency(name: str, instance: Instance):
     2.0
     """
     solver = _solver(name)
-    _check_kind(instance, solver)
+    check_kind(instance, solver)
     tree = instance.tree
     reach = [instance.p[0][0] * 0 + 1] + [None] * (tree.size - 1)
     for u in range(tree.size):  # pre-order: parents first
-        d = _node_tokens(tree, u, solver.children)
+        d = node_tokens(tree, u, solver.children)
         if not d:
             continue
         law = solver.law(instance.p[u], instance.q[u], d, tree.sampling)
@@ -661,7 +599,7 @@ def _keys(name: str) -> Callable[[Tree], tuple]:
     solver = METHODS[name]
 
     def keys(tree: Tree) -> tuple:
-        return _layout(tree, solver)
+        return layout(tree, solver)
 
     keys.__name__ = f"{name}_keys"
     keys.__doc__ = f"Coupled layout of {name}: node decision keys in node order, then residual keys."

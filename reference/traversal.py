@@ -23,7 +23,7 @@ from specoracle.tree import Tree
 
 from ._common import positive_part
 
-__all__ = ["traversal", "traversal_from", "traversal_update", "traversal_keys", "ENTRIES"]
+__all__ = ["traversal", "traversal_from", "traversal_update", "child_weight", "traversal_keys", "ENTRIES"]
 
 
 def traversal_update(w, p_hat: np.ndarray, q_hat: np.ndarray, x: int):
@@ -58,7 +58,7 @@ def traversal_update(w, p_hat: np.ndarray, q_hat: np.ndarray, x: int):
     return w, p_hat, q_hat
 
 
-def _child_weight(w, p_hat, q_hat, x):
+def child_weight(w, p_hat, q_hat, x):
     """``min(1, w p^(x) / q^(x))``; ``q^(x) > 0`` for every drafted, not yet rejected token."""
     r = w * p_hat[x] / q_hat[x]
     return r if r < 1 else r * 0 + 1
@@ -81,7 +81,7 @@ def traversal_from(instance: Instance, rng: RandomSource, node: int = 0, weight=
     p_hat, q_hat = instance.p[node], instance.q[node]
     for c in tree.children[node]:
         x = tree.tokens[c]
-        r = traversal_from(instance, rng, c, _child_weight(w, p_hat, q_hat, x))
+        r = traversal_from(instance, rng, c, child_weight(w, p_hat, q_hat, x))
         if r is not None:
             return r
         w, p_hat, q_hat = traversal_update(w, p_hat, q_hat, x)

@@ -47,13 +47,14 @@ from specoracle.registry import Entry
 from specoracle.tree import Tree
 
 from ._common import residual_or_fallback
+from .traversal import child_weight, traversal_update
 
-__all__ = ["univer", "univer_from", "local_plan", "univer_keys", "ENTRIES"]
+__all__ = ["univer", "univer_from", "local_plan", "draw_law", "univer_keys", "ENTRIES"]
 
 _PLANS: dict = {}
 
 
-def _draw_law(q: np.ndarray, k: int, replacement: bool) -> dict:
+def draw_law(q: np.ndarray, k: int, replacement: bool) -> dict:
     """Law of the ordered tuple of ``k`` draws from ``q`` (i.i.d. or without replacement)."""
     support = [t for t in range(len(q)) if q[t] > 0]
     law = {}
@@ -80,8 +81,6 @@ def _rrs_start(law: dict, w, p: np.ndarray, q: np.ndarray) -> dict:
     on failure ``(w, p^) <- ((w p^ - q^)_+ / (S + 1 - w) scaled)``, ``q^(x) <- 0`` (ALGORITHMS.md §4.3).
     Used as the initial feasible flow, so the plan accepts at least what traversal accepts locally.
     """
-    from .traversal import _child_weight, traversal_update
-
     out = {}
     for d, Dd in law.items():
         seen, fd, alive = [], {}, Dd
@@ -90,7 +89,7 @@ def _rrs_start(law: dict, w, p: np.ndarray, q: np.ndarray) -> dict:
             if x in seen:
                 continue
             seen.append(x)
-            a = _child_weight(wh, ph, qh, x) if wh > 0 else wh * 0
+            a = child_weight(wh, ph, qh, x) if wh > 0 else wh * 0
             if a > 0:
                 fd[x] = alive * a
             alive = alive * (1 - a)
@@ -181,7 +180,7 @@ def local_plan(w, p: np.ndarray, q: np.ndarray, k: int, replacement: bool):
     key = (w, tuple(p), tuple(q), k, replacement)
     hit = _PLANS.get(key)
     if hit is None:
-        law = _draw_law(q, k, replacement)
+        law = draw_law(q, k, replacement)
         flow = _max_flow(law, [w * x for x in p], _rrs_start(law, w, p, q))
         m = np.array([p[0] * 0] * len(p), dtype=p.dtype)
         for fd in flow.values():

@@ -104,7 +104,7 @@ def test_worked_skew_e1():
     qs = gbv_skewed_q(inst, nodes)
     assert list(qs[nodes[0]]) == [F(5, 9), F(4, 9)]
     assert list(qs[nodes[1]]) == [F(17, 45), F(28, 45)]
-    from specoracle.reference.chain import bv_weights
+    from specoracle.reference.bv_core import bv_weights
 
     assert bv_weights(inst, nodes, q=qs) == [1, 1, F(15, 28)]
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from specoracle import drafting, examples, exact, models, registry
 from specoracle.instance import Instance
 from specoracle.randomness import enumerate_law
-from specoracle.reference.univer import _draw_law, local_plan, univer_from
+from specoracle.reference.univer import draw_law, local_plan, univer_from
 
 SCHEMES = ["chain(2)", "iid(2,2)", "iid(3,2)", "delayed(2,1,1)", "delayed(3,1,1)", "wor(2)", "wor(2,1)",
            "wor(2,2)", "wor(3,1)"]
@@ -50,7 +50,7 @@ def test_chain_univer_equals_bv(model_name):
 
 
 def _alpha_star(w, p, q, k, replacement):
-    law = _draw_law(q, k, replacement)
+    law = draw_law(q, k, replacement)
     V = len(p)
     best = None
     for H in chain.from_iterable(combinations(range(V), r) for r in range(V + 1)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from specoracle.instance import Instance, Outcome
 from specoracle.randomness import RandomSource
 from specoracle.reference._common import accept_ratio, chain_nodes, positive_part, residual_or_fallback
-from specoracle.reference.chain import _bv_emit, _bv_finish, bv_stop_probs, bv_weights
+from specoracle.reference.bv_core import bv_emit, bv_finish, bv_stop_probs, bv_weights
 
 from . import Mutant
 
@@ -48,7 +48,7 @@ def bv_forward_scan(instance: Instance, rng: RandomSource) -> Outcome:
         if not rng.bernoulli(h[i], ("stop", nodes[i])):
             tau = i - 1
             break
-    return _bv_emit(instance, rng, nodes, w, tau, instance.q)
+    return bv_emit(instance, rng, nodes, w, tau, instance.q)
 
 
 def bv_cumprod(instance: Instance, rng: RandomSource) -> Outcome:
@@ -62,7 +62,7 @@ def bv_cumprod(instance: Instance, rng: RandomSource) -> Outcome:
     wc = [min(x, w[0]) for x in w]
     h = bv_stop_probs(instance, nodes, wc)
     h = [min(x, w[0]) for x in h]
-    return _bv_finish(instance, rng, nodes, wc, h, q)
+    return bv_finish(instance, rng, nodes, wc, h, q)
 
 
 def bv_token_residual(instance: Instance, rng: RandomSource) -> Outcome:
@@ -70,7 +70,7 @@ def bv_token_residual(instance: Instance, rng: RandomSource) -> Outcome:
     nodes = chain_nodes(instance, "bv")
     w = bv_weights(instance, nodes)
     h = bv_stop_probs(instance, nodes, w)
-    return _bv_finish(instance, rng, nodes, [w[0]] * len(w), h, instance.q)
+    return bv_finish(instance, rng, nodes, [w[0]] * len(w), h, instance.q)
 
 
 def accept_if_target_sample_matches(instance: Instance, rng: RandomSource) -> Outcome:

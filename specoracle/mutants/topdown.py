@@ -12,19 +12,18 @@ import numpy as np
 from specoracle.instance import Instance, Outcome
 from specoracle.randomness import RandomSource
 from specoracle.reference._common import accept_ratio, positive_part, residual_or_fallback
-from specoracle.reference.rrs import _rrs_sample, _without
-from specoracle.reference.topdown import (
-    _NodeSolver,
-    _specinfer_sample,
-    _spectr_sample,
-    _walk,
-)
+from specoracle.reference.rrs import RRS_WOR, without_token
+from specoracle.reference.topdown import METHODS
+from specoracle.reference.topdown_driver import NodeSolver, walk
 
 from . import Mutant
 
 __all__ = ["MUTANTS"]
 
 IID = frozenset({"iid", "delayed"})
+_SPECINFER = METHODS["specinfer"].sample  # the correct node solvers the mutants depart from
+_SPECTR = METHODS["spectr"].sample
+_RRS = RRS_WOR.sample
 WOR = frozenset({"without_replacement"})
 
 
@@ -33,16 +32,16 @@ def _no_law(*args):  # mutants are judged by the exact engine, not by DDTE Eq. 3
 
 
 def _solver(name, sample, children="draws"):
-    return _NodeSolver(name, sample, _no_law, lambda u, k: (), children=children)
+    return NodeSolver(name, sample, _no_law, lambda u, k: (), children=children)
 
 
 # --- M6: SpecInfer rule (q unchanged) on merged (distinct) children -------------------------------
-_M6 = _solver("specinfer_merged_children", _specinfer_sample, children="children")
+_M6 = _solver("specinfer_merged_children", _SPECINFER, children="children")
 
 
 def specinfer_merged_children(instance: Instance, rng: RandomSource) -> Outcome:
     """M6: SpecInfer's with-replacement rule applied to the distinct children of each node."""
-    return _walk(instance, rng, _M6)
+    return walk(instance, rng, _M6)
 
 
 # --- M7: without-replacement rule (q zeroed) on the i.i.d. multiset, duplicates kept --------------
@@ -55,7 +54,7 @@ def _wor_rule_on_multiset(p, q, d, rng, u, sampling):
         if rng.bernoulli(a, key):
             return x
         cur_p = residual_or_fallback(positive_part(cur_p - cur_q), cur_p, rng, key)
-        cur_q = _without(cur_q, x)
+        cur_q = without_token(cur_q, x)
     return rng.categorical(cur_p, ("residual", u))
 
 
@@ -64,16 +63,16 @@ _M7 = _solver("wor_rule_on_multiset", _wor_rule_on_multiset)
 
 def wor_rule_on_multiset(instance: Instance, rng: RandomSource) -> Outcome:
     """M7: RRS-without-replacement updates on an i.i.d. draw multiset without merging duplicates."""
-    return _walk(instance, rng, _M7)
+    return walk(instance, rng, _M7)
 
 
 # --- M8: SpecInfer rule on without-replacement drafts ---------------------------------------------
-_M8 = _solver("specinfer_on_wor", _specinfer_sample)
+_M8 = _solver("specinfer_on_wor", _SPECINFER)
 
 
 def specinfer_on_wor(instance: Instance, rng: RandomSource) -> Outcome:
     """M8: SpecInfer's residual rule (q unchanged) on siblings drawn without replacement."""
-    return _walk(instance, rng, _M8)
+    return walk(instance, rng, _M8)
 
 
 # --- M9: RRS-w/o zeroing X_j in q before forming the residual -------------------------------------
@@ -83,7 +82,7 @@ def _rrs_zero_first(p, q, d, rng, u, sampling):
         key = ("accept", u, j)
         if rng.bernoulli(accept_ratio(cur_p[x], cur_q[x]), key):
             return x
-        cur_q = _without(cur_q, x)
+        cur_q = without_token(cur_q, x)
         cur_p = residual_or_fallback(positive_part(cur_p - cur_q), cur_p, rng, key)
     return rng.categorical(cur_p, ("residual", u))
 
@@ -93,7 +92,7 @@ _M9 = _solver("rrs_zero_before_residual", _rrs_zero_first, children="children")
 
 def rrs_zero_before_residual(instance: Instance, rng: RandomSource) -> Outcome:
     """M9: RRS without replacement removing X_j from q BEFORE the residual (p_j - q_{j+1})_+."""
-    return _walk(instance, rng, _M9)
+    return walk(instance, rng, _M9)
 
 
 # --- M10: K-SEQ with rho = 1 < rho* ----------------------------------------------------------------
@@ -114,7 +113,7 @@ _M10 = _solver("kseq_rho_one", _kseq_rho_one)
 
 def kseq_rho_one(instance: Instance, rng: RandomSource) -> Outcome:
     """M10: SpecTr K-SEQ with rho = 1 (sequential naive tests), below the feasible rho*."""
-    return _walk(instance, rng, _M10)
+    return walk(instance, rng, _M10)
 
 
 # --- M11: drafts reordered by q before the sequential tests ----------------------------------------
@@ -126,24 +125,24 @@ def _sorted_by_q(sample):
     return run
 
 
-_M11_SI = _solver("specinfer_sorted_by_q", _sorted_by_q(_specinfer_sample))
-_M11_KSEQ = _solver("spectr_sorted_by_q", _sorted_by_q(_spectr_sample))
-_M11_RRS = _solver("rrs_sorted_by_q", _sorted_by_q(_rrs_sample), children="children")
+_M11_SI = _solver("specinfer_sorted_by_q", _sorted_by_q(_SPECINFER))
+_M11_KSEQ = _solver("spectr_sorted_by_q", _sorted_by_q(_SPECTR))
+_M11_RRS = _solver("rrs_sorted_by_q", _sorted_by_q(_RRS), children="children")
 
 
 def specinfer_sorted_by_q(instance: Instance, rng: RandomSource) -> Outcome:
     """M11: SpecInfer testing the drafts in decreasing-q order (top-k listing order)."""
-    return _walk(instance, rng, _M11_SI)
+    return walk(instance, rng, _M11_SI)
 
 
 def spectr_sorted_by_q(instance: Instance, rng: RandomSource) -> Outcome:
     """M11: K-SEQ testing the drafts in decreasing-q order."""
-    return _walk(instance, rng, _M11_KSEQ)
+    return walk(instance, rng, _M11_KSEQ)
 
 
 def rrs_sorted_by_q(instance: Instance, rng: RandomSource) -> Outcome:
     """M11: RRS without replacement testing the siblings in decreasing-q order."""
-    return _walk(instance, rng, _M11_RRS)
+    return walk(instance, rng, _M11_RRS)
 
 
 # --- SpecTr on a delayed tree with trunk multiplicity K -------------------------------------------
@@ -159,7 +158,7 @@ def spectr_trunk_multiplicity(instance: Instance, rng: RandomSource) -> Outcome:
             return Outcome(u, rng.categorical(p[u], ("residual", u)))
         if tree.depths[u] < tree.trunk:
             d = d * K
-        t = _spectr_sample(p[u], q[u], d, rng, u, tree.sampling)
+        t = _SPECTR(p[u], q[u], d, rng, u, tree.sampling)
         child = tree.child(u, t)
         if child is None:
             return Outcome(u, t)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from specoracle.instance import Instance, Outcome
 from specoracle.randomness import RandomSource
 from specoracle.reference._common import positive_part
-from specoracle.reference.chain import _bv_finish, bv_stop_probs, bv_weights
+from specoracle.reference.bv_core import bv_finish, bv_stop_probs, bv_weights
 from specoracle.reference.gbv import gbv_skewed_q, token_keys
-from specoracle.reference.traversal import _child_weight, traversal_update
+from specoracle.reference.traversal import child_weight, traversal_update
 
 from . import Mutant
 
@@ -36,7 +36,7 @@ def _traversal_loop(instance: Instance, rng: RandomSource, pick) -> Outcome:
 
     def reweigh(u):
         for c in remaining[u]:
-            w[c] = _child_weight(w[u], p_hat[u], q_hat[u], tree.tokens[c])
+            w[c] = child_weight(w[u], p_hat[u], q_hat[u], tree.tokens[c])
             reweigh(c)
 
     reweigh(0)
@@ -75,7 +75,7 @@ def _traversal_variant(instance, rng, node, weight, *, remove_token=True, stale_
     p_hat, q_hat = instance.p[node], instance.q[node]
     for c in tree.children[node]:
         x = tree.tokens[c]
-        r = _traversal_variant(instance, rng, c, _child_weight(w, p_hat, q_hat, x),
+        r = _traversal_variant(instance, rng, c, child_weight(w, p_hat, q_hat, x),
                                remove_token=remove_token, stale_bonus=stale_bonus)
         if r is not None:
             return r
@@ -120,7 +120,7 @@ def gbv_first_child_on_ties(instance: Instance, rng: RandomSource) -> Outcome:
     qs = gbv_skewed_q(instance, nodes)
     w = bv_weights(instance, nodes, q=qs)
     h = bv_stop_probs(instance, nodes, w, q=qs)
-    return _bv_finish(instance, rng, nodes, w, h, qs)
+    return bv_finish(instance, rng, nodes, w, h, qs)
 
 
 MUTANTS = [
