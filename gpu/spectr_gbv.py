@@ -10,11 +10,13 @@ One iteration, on effective target rows ``m`` (``p`` at the first call):
   verification on it with ``A(s) = min(M(s), Q_skew(s))``: coins ``h_i = [A(x^i) - sum_y A(x^i y)]
   / [Q_skew(x^i) - sum_y A(x^i y)]`` (``h_L = A/Q_skew``), ``tau`` = last success (keys
   ``("stop", node)``), correction ``norm(M(s y) - A(s y))`` or bonus ``norm(M(s) m)``.
-- ``spectr_gbv``: the transcribed per-iteration scan: candidates (the K drafted paths in draw
+- ``spectr_gbv``: the per-iteration scan reconstructed from third-party code (paper text
+  unavailable): candidates (the K drafted paths in draw
   order) scanned position by position beyond the current best, coin ``("test", node)`` with
   ``h = [g(x^i) - sum_y g(x^i y)] / [D(x^i) - sum_y g(x^i y)]`` (``g(s) = M(s)[1 - (1 -
   min(Q/M, 1))^K]``, ``D = 1 - (1 - Q)^K``), full block w.p. ``g/D``; correction
-  ``norm(M(s y)[1 - min(Q/M, 1)(s y)^K])``.
+  ``norm(M(s y)[1 - min(Q/M, 1)(s y)^K])``. ``spectr_gbv_as_found`` (stateless) is the same scan
+  on ``p`` without the duplicate skip: coin ``("test", j, i)`` per candidate and position.
 
 State (the reference's ``_Modified`` chain, in closed form): an earlier iteration ``k`` with design
 ``(kind, K_k, L_k)`` whose context has since grown by the emitted tokens ``W_k`` changes the law
@@ -41,7 +43,7 @@ from specoracle.errors import InvalidArgument, InvalidInstance
 from .batch import Twin, TreeBatch, categorical, gather_rows
 from .gbv import select_path
 
-__all__ = ["spectr_gbv", "spectr_gbv_lossless", "GreedyState", "TWINS"]
+__all__ = ["spectr_gbv", "spectr_gbv_as_found", "spectr_gbv_lossless", "GreedyState", "TWINS"]
 
 
 def _keys(batch: TreeBatch) -> list:
@@ -170,9 +172,11 @@ def _candidates(batch: TreeBatch, K: torch.Tensor) -> torch.Tensor:
     return cand
 
 
-def _scan_iteration(batch: TreeBatch, U: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One iteration of the transcribed SpecTr-GBV scan, ``batch.p`` the effective target rows
-    (see module docstring; lossy for K >= 2)."""
+def _scan_iteration(batch: TreeBatch, U: torch.Tensor, K: torch.Tensor,
+                    as_found: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One iteration of the reconstructed SpecTr-GBV scan, ``batch.p`` the effective target rows
+    (see module docstring; lossy for K >= 2). ``as_found``: no duplicate skip, coin
+    ``("test", j, i)`` per candidate and position (layout :func:`_as_found_keys`)."""
     B, N, L = batch.B, batch.N, batch.L
     dev, dt = batch.device, batch.dtype
     Kf = K.to(dt)
@@ -191,7 +195,7 @@ def _scan_iteration(batch: TreeBatch, U: torch.Tensor, K: torch.Tensor) -> tuple
         active_j = (j < K) & ~done
         for i in range(1, L + 1):
             node = cand[:, j, i - 1].clamp_min(0)
-            act = active_j & ~done & (i > best) & ~rejected[rows, node]
+            act = active_j & ~done & (i > best) & (as_found | ~rejected[rows, node])
             if not bool(act.any()):
                 continue
             Mn, Qn = M[rows, node], Q[rows, node]
@@ -206,7 +210,8 @@ def _scan_iteration(batch: TreeBatch, U: torch.Tensor, K: torch.Tensor) -> tuple
                 h = torch.where(den > 0, (gv - below) / torch.where(den > 0, den, one), one)
             else:
                 h = gv / cover
-            coin = U.gather(1, (node - 1).clamp_min(0)[:, None])[:, 0] < h
+            col = torch.full_like(node, j * L + i - 1) if as_found else (node - 1).clamp_min(0)
+            coin = U.gather(1, col[:, None])[:, 0] < h
             acc = act & coin
             best = torch.where(acc, torch.full_like(best, i), best)
             best_node = torch.where(acc, node, best_node)
@@ -221,8 +226,18 @@ def _scan_iteration(batch: TreeBatch, U: torch.Tensor, K: torch.Tensor) -> tuple
     corr = torch.where((batch.depth[rows, node] >= L)[:, None], Mc, corr)
     tot = corr.sum(1, keepdim=True)
     law = torch.where(tot > 0, corr / torch.where(tot > 0, tot, one), p_u)
-    u = U.gather(1, (2 * N - 2 + node)[:, None])[:, 0]
+    u = U.gather(1, ((batch.K * L if as_found else 2 * N - 2) + node)[:, None])[:, 0]
     return node, categorical(u, law)
+
+
+def _as_found_keys(batch: TreeBatch) -> list:
+    return ([("test", j, i) for j in range(batch.K) for i in range(1, batch.L + 1)]
+            + [("residual", i) for i in range(batch.N)])
+
+
+def spectr_gbv_as_found(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The third-party per-iteration rule as found: one stateless scan on ``p`` (``as_found``)."""
+    return _scan_iteration(batch, U, _check(batch, "spectr_gbv_as_found"), as_found=True)
 
 
 # --- the state: earlier iterations' designs, as masses along the tokens emitted since -------------
@@ -438,6 +453,8 @@ spectr_gbv = _stateful("g", "spectr_gbv", _scan_iteration)
 spectr_gbv_lossless = _stateful("skew", "spectr_gbv_lossless", _lossless_iteration)
 
 TWINS = {
+    "spectr_gbv_as_found": Twin("spectr_gbv_as_found", spectr_gbv_as_found, _as_found_keys,
+                                frozenset({"chain", "iid"})),
     "spectr_gbv": Twin("spectr_gbv", spectr_gbv, _keys, frozenset({"chain", "iid"}), stateful=True),
     "spectr_gbv_lossless": Twin("spectr_gbv_lossless", spectr_gbv_lossless, _keys, frozenset({"chain", "iid"}),
                                 stateful=True),

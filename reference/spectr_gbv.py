@@ -3,43 +3,56 @@
 "GBV" here is Sun et al.'s *greedy* block verification, not Thomas & Pal's GBV. Greedy schemes
 accept more per iteration than any iteration-wise lossless verifier can (E1, K=1: ``E[tau] = 4/3``
 vs BV's optimum ``11/9``) and stay lossless only because later iterations sample from a MODIFIED
-target. So both verifiers here are stateful: ``verify(instance, rng, state) -> (Outcome, state)``,
-judged with :func:`specoracle.exact.sequence_law` on whole sequences.
+target.
 
-What was reconstructed (paper body unread; ALGORITHMS.md §6 gives only a third-party reading):
+Provenance. The paper's algorithm text is unavailable (abstract and reviews only). The
+per-iteration rule below is reconstructed from third-party code of unknown provenance (one
+``src/engine.py`` found in public material; ALGORITHMS.md §6 transcribes its formulas). Nothing
+here is the authors' algorithm; three verifiers make the reconstruction's parts explicit:
 
-- ``spectr_gbv`` — the per-iteration rule of §6 as transcribed there. For a block prefix ``s``
-  (relative to the iteration's context) with effective target mass ``M(s)`` and draft mass
-  ``Q(s)``: ``g(s) = M(s) [1 - (1 - min(Q(s)/M(s), 1))^K]``, coverage ``D(s) = 1 - (1 - Q(s))^K``.
+- ``spectr_gbv_as_found`` — the third-party per-iteration rule exactly as found, one iteration,
+  no state. For a block prefix ``s`` with target mass ``M(s)`` and draft mass ``Q(s)``:
+  ``g(s) = M(s) [1 - (1 - min(Q(s)/M(s), 1))^K]``, coverage ``D(s) = 1 - (1 - Q(s))^K``.
   Candidates ``j = 1..K`` (the drafted paths, in draw order) are scanned; within a candidate,
-  positions beyond the current accepted length are scanned forward and prefix ``x^i`` (``i < L``)
-  is accepted, overwriting the current best, w.p.
-  ``h = [g(x^i) - sum_y g(x^i y)] / [D(x^i) - sum_y g(x^i y)]`` (key ``("test", node)``; a prefix
-  already rejected for an earlier candidate is skipped); the full block is accepted w.p.
-  ``g(x^L) / D(x^L)`` and ends the scan. Correction after ``x^n``, ``n < L``:
-  ``y ~ norm_y(M(x^n y) [1 - min(Q/M, 1)(x^n y)^K])``; bonus ``y ~ m(. | x^L)``.
-- The cross-iteration "distribution modification" (the paper's Alg. 2) is OUR derivation: if one
-  iteration emits ``Z`` with the design law ``D_ext(s) = Pr[Z extends s] = A(s) + r(s[:-1])
-  c_{s[:-1]}(s[-1])`` (``A = g``; ``r(s) = A(s) - sum_y A(s y)``), the only memoryless way to keep
-  the sequence law equal to ``M`` is to continue from ``t`` (``Z`` a prefix of ``t``) with
+  positions ``i`` beyond the current accepted length are scanned forward and prefix ``x^i``
+  (``i < L``) is accepted, overwriting the current best, w.p.
+  ``h = [g(x^i) - sum_y g(x^i y)] / [D(x^i) - sum_y g(x^i y)]`` with a fresh coin per candidate and
+  position (key ``("test", j, i)``, also when an earlier candidate's identical prefix was
+  rejected); the full block is accepted w.p. ``g(x^L) / D(x^L)`` and ends the scan. Correction
+  after ``x^n``, ``n < L``: ``y ~ norm_y(M(x^n y) [1 - min(Q/M, 1)(x^n y)^K])``; bonus
+  ``y ~ p(. | x^L)``. Its first emitted token already has the wrong law for K >= 2, so no
+  cross-iteration step can repair it (E1 iid(2,1): ``Pr[token 1] = 0.3625`` vs ``p(1) = 1/3``;
+  E1 iid(2,2): ``Pr[token 0] = 0.6905`` vs ``2/3``; exact engine, ``tests/test_spectr_gbv.py``).
+  Run alone, without a modified target, it is lossy at K = 1 too (greedy acceptance: 2/27 on E1
+  chain(2)). Registered ``lossless=False``.
+- ``spectr_gbv`` — that rule with ONE deviation of ours (a prefix already rejected for an earlier
+  candidate is skipped, coin ``("test", node)``; E1 iid(2,2) first token 0 with probability
+  0.7293) plus a cross-iteration "distribution modification" that is OUR derivation (the paper's
+  Alg. 2 could not be read): if one iteration emits ``Z`` with the design law
+  ``D_ext(s) = Pr[Z extends s] = A(s) + r(s[:-1]) c_{s[:-1]}(s[-1])`` (``A = g``;
+  ``r(s) = A(s) - sum_y A(s y)``), the only memoryless way to keep the sequence law equal to ``M``
+  is to continue from ``t`` (``Z`` a prefix of ``t``) with
   ``m'(x | t) = [M(t x) - D_ext(t x)] / [M(t) - A(t)]`` for ``|t| < L`` (``m' = m`` beyond),
   which needs ``D_ext <= M`` everywhere. The state is that modified target.
-
-  Measured with the exact engine (``tests/test_spectr_gbv.py``): with K = 1 the construction is
-  Sun et al.'s greedy block verification and is lossless on whole sequences; with K >= 2 it is NOT.
-  Whole-sequence max errors (5 tokens, L = 2): E1 iid(2,2) 0.0563, iid(3,2) 0.0737; E3 iid(2,2)
-  0.0130, iid(3,2) 0.0168; (3 tokens, L = 1) E1 iid(2,1) 0.0779, E3 0.0405. No modification of
-  later iterations can repair it: already the FIRST emitted token has the wrong law (E1 iid(2,2):
-  Pr[first token = 0] = 0.7293 > p(0) = 2/3), because the scan does not realise ``A = g``
-  (E1 K=2 per-iteration E[tau] = 1.3077, not the P-form 1.5833) and the transcribed correction
-  weight ``1 - min^K`` exceeds the slack ``M (1 - min)^K``. Registered with ``lossless=False``.
+  Measured with the exact engine (``tests/test_spectr_gbv.py``): with K = 1 it is Sun et al.'s
+  greedy block verification and lossless on whole sequences; with K >= 2 it is NOT. Whole-sequence
+  max errors (5 tokens, L = 2): E1 iid(2,2) 0.0563, iid(3,2) 0.0737; E3 iid(2,2) 0.0130, iid(3,2)
+  0.0168; (3 tokens, L = 1) E1 iid(2,1) 0.0779, E3 0.0405. The loss comes from the reconstructed
+  per-iteration rule (with or without the skip): the scan does not realise ``A = g`` (E1 K=2
+  per-iteration E[tau] = 1.3077, not the P-form 1.5833) and the correction weight
+  ``1 - min^K`` exceeds the slack ``M (1 - min)^K``. Registered ``lossless=False``.
 - ``spectr_gbv_lossless`` — the nearest lossless variant (our construction): select ONE of the K
   paths, the lexicographic maximum under the key ``(m/q ratio, token)`` (its law ``Q_skew`` is
   known in closed form, as in :mod:`specoracle.reference.gbv`), then run greedy block verification
   on it: ``A(s) = min(M(s), Q_skew(s))`` realised by independent coins
   ``h_i = [A(x^i) - sum_y A(x^i y)] / [Q_skew(x^i) - sum_y A(x^i y)]``, ``h_L = A/Q_skew``
   (key ``("stop", node)``), ``tau = max`` passing ``i``; correction ``~ norm(M(s y) - A(s y))``
-  (the slack); same target modification. K = 1: both equal greedy block verification.
+  (the slack); same target modification. K = 1: both equal greedy block verification. It does
+  not reach the paper's claims (tokens per call not monotone in K; below BV at K = 1 on E1);
+  :mod:`specoracle.reference.rsbv` is the lossless multi-draft block verifier that is.
+
+``spectr_gbv`` and ``spectr_gbv_lossless`` are stateful: ``verify(instance, rng, state) ->
+(Outcome, state)``, judged with :func:`specoracle.exact.sequence_law` on whole sequences.
 """
 from __future__ import annotations
 
@@ -56,7 +69,15 @@ from specoracle.tree import Tree
 
 from ._common import positive_part, residual_or_fallback
 
-__all__ = ["spectr_gbv", "spectr_gbv_lossless", "spectr_gbv_keys", "EffectiveTarget", "ENTRIES"]
+__all__ = [
+    "spectr_gbv",
+    "spectr_gbv_as_found",
+    "spectr_gbv_lossless",
+    "spectr_gbv_keys",
+    "spectr_gbv_as_found_keys",
+    "EffectiveTarget",
+    "ENTRIES",
+]
 
 
 # --- paths of rows -------------------------------------------------------------------------------
@@ -92,7 +113,7 @@ _PLAIN = EffectiveTarget()
 class _Design:
     """Closed-form per-iteration law of one greedy multi-draft iteration.
 
-    ``kind``: ``"g"`` (SpecTr-GBV as transcribed) or ``"skew"`` (the lossless variant).
+    ``kind``: ``"g"`` (the third-party per-iteration rule) or ``"skew"`` (the lossless variant).
     Every method takes a path ``(rows, toks)`` relative to the iteration's context.
     """
 
@@ -171,7 +192,7 @@ class _Design:
 
 
 def _corr_g(M, Q, K):
-    """Transcribed correction weight ``M [1 - min(Q/M, 1)^K]`` (ALGORITHMS.md §6)."""
+    """Correction weight of the third-party rule, ``M [1 - min(Q/M, 1)^K]`` (ALGORITHMS.md §6)."""
     if M <= 0:
         return M * 0
     mn = Q / M if Q < M else _one(M)
@@ -257,10 +278,37 @@ def _finish(instance, rng, design, node, target):
     return Outcome(node, y), _Modified(design, tuple(rows), tuple(toks) + (y,))
 
 
-def spectr_gbv(instance: Instance, rng: RandomSource, state=None):
-    """SpecTr-GBV per-iteration scan (ALGORITHMS.md §6 transcription) + derived target modification.
+def _scan(instance: Instance, rng: RandomSource, design: _Design, skip_rejected: bool) -> int:
+    """The third-party candidate scan; returns the accepted node (0: nothing accepted).
 
-    NOT lossless for K >= 2 (see module docstring; registered ``lossless=False``).
+    ``skip_rejected``: our deviation (a prefix rejected for an earlier candidate is not tested
+    again, coin ``("test", node)``); without it every candidate and position draws its own coin
+    ``("test", j, i)``, as found.
+    """
+    K, L = design.K, design.L
+    best, best_node, rejected = 0, 0, set()
+    for j, path in enumerate(_candidates(instance.tree)):
+        for i in range(best + 1, L + 1):
+            node = path[i - 1]
+            if skip_rejected and node in rejected:
+                continue
+            rows, toks = _path_rows(instance, node)
+            M, Q, _, _ = design.masses(rows, toks)
+            h = _stop_prob(design, rows, toks, i == L, design._g(M, Q), 1 - (1 - Q) ** K)
+            if rng.bernoulli(h, ("test", node) if skip_rejected else ("test", j, i)):
+                best, best_node = i, node
+                if i == L:
+                    return node
+            else:
+                rejected.add(node)
+    return best_node
+
+
+def spectr_gbv(instance: Instance, rng: RandomSource, state=None):
+    """SpecTr-GBV as reconstructed from third-party code, with our duplicate skip and our derived
+    cross-iteration target modification (see module docstring).
+
+    NOT lossless for K >= 2 (registered ``lossless=False``).
 
     Parameters
     ----------
@@ -275,30 +323,29 @@ def spectr_gbv(instance: Instance, rng: RandomSource, state=None):
     _check(instance, "spectr_gbv")
     tree = instance.tree
     target = _state_target(state)
-    K, L = tree.n_paths, tree.depth
-    design = _Design("g", K, L, target)
-    best, rejected = 0, set()
-    for path in _candidates(tree):
-        done = False
-        for i in range(best + 1, L + 1):
-            node = path[i - 1]
-            if node in rejected:
-                continue
-            rows, toks = _path_rows(instance, node)
-            M, Q, _, _ = design.masses(rows, toks)
-            h = _stop_prob(design, rows, toks, i == L, design._g(M, Q), 1 - (1 - Q) ** K)
-            if rng.bernoulli(h, ("test", node)):
-                best = i
-                best_node = node
-                if i == L:
-                    done = True
-                    break
-            else:
-                rejected.add(node)
-        if done:
-            break
-    node = best_node if best else 0
-    return _finish(instance, rng, design, node, target)
+    design = _Design("g", tree.n_paths, tree.depth, target)
+    return _finish(instance, rng, design, _scan(instance, rng, design, True), target)
+
+
+spectr_gbv.stateful = True
+
+
+def spectr_gbv_as_found(instance: Instance, rng: RandomSource) -> Outcome:
+    """The third-party SpecTr-GBV per-iteration rule exactly as found: one iteration, no state.
+
+    Reconstructed from third-party code of unknown provenance (paper text unavailable); see the
+    module docstring. Lossy: E1 iid(2,1) emits token 1 with probability 0.3625 (``p(1) = 1/3``).
+
+    Parameters
+    ----------
+    instance : i.i.d. root-branching tree (K paths of length L; chains are K = 1).
+    rng : random source; keys ``("test", j, i)`` (candidate ``j``, position ``i``) and
+        ``("residual", node)``.
+    """
+    _check(instance, "spectr_gbv_as_found")
+    tree = instance.tree
+    design = _Design("g", tree.n_paths, tree.depth, _PLAIN)
+    return _finish(instance, rng, design, _scan(instance, rng, design, False), _PLAIN)[0]
 
 
 def _stop_prob(design, rows, toks, last: bool, accepted, cover):
@@ -309,9 +356,6 @@ def _stop_prob(design, rows, toks, last: bool, accepted, cover):
     below = design.children(rows, toks)[1].sum()
     den = cover - below
     return (accepted - below) / den if den > 0 else _one(accepted)
-
-
-spectr_gbv.stateful = True
 
 
 def spectr_gbv_lossless(instance: Instance, rng: RandomSource, state=None):
@@ -353,7 +397,26 @@ def spectr_gbv_keys(tree: Tree) -> tuple:
             + tuple(("residual", i) for i in range(tree.size)))
 
 
+def spectr_gbv_as_found_keys(tree: Tree) -> tuple:
+    """Coupled layout of :func:`spectr_gbv_as_found`: ``("test", j, i)`` for candidate ``j < K``
+    and position ``i = 1..L`` (candidate-major), then residual draws for nodes 0..N-1."""
+    return (tuple(("test", j, i) for j in range(tree.n_paths) for i in range(1, tree.depth + 1))
+            + tuple(("residual", i) for i in range(tree.size)))
+
+
 ENTRIES = [
+    Entry(
+        name="spectr_gbv_as_found",
+        reference=spectr_gbv_as_found,
+        keys=spectr_gbv_as_found_keys,
+        schemes=frozenset({"chain", "iid"}),
+        family="spectr_gbv",
+        lossless=False,
+        description=(
+            "SpecTr-GBV per-iteration rule exactly as found in third-party code of unknown provenance "
+            "(paper text unavailable); one iteration, no state; lossy (E1 iid(2,1) first token)"
+        ),
+    ),
     Entry(
         name="spectr_gbv",
         reference=spectr_gbv,
@@ -363,8 +426,9 @@ ENTRIES = [
         lossless=False,
         stateful=True,
         description=(
-            "SpecTr-GBV (Lin et al. 2026) as transcribed from a third-party reading + derived target "
-            "modification; NOT lossless for K >= 2 (exact sequence law)"
+            "SpecTr-GBV reconstructed from third-party code of unknown provenance (paper text "
+            "unavailable), with our duplicate skip and our derived target modification; NOT lossless "
+            "for K >= 2 (exact sequence law)"
         ),
     ),
     Entry(

@@ -46,10 +46,37 @@ def test_lossless_variant_k3_sequences(model_name):
 @pytest.mark.parametrize("model_name, scheme, length, err", [
     ("E1", "iid(2,2)", 5, 0.0563), ("E3", "iid(2,1)", 3, 0.0405), ("E1", "iid(2,1)", 3, 0.0779),
 ])
-def test_transcribed_construction_is_lossy_for_k2(model_name, scheme, length, err):
+def test_reconstructed_rule_is_lossy_for_k2(model_name, scheme, length, err):
     res = exact.sequence_law("spectr_gbv", examples.get(model_name), drafting.parse_scheme(scheme), length)
     assert res.max_error > 1e-9
     assert float(res.max_error) == pytest.approx(err, abs=1e-4)
+
+
+def _first_token_law(name, scheme):
+    law = exact.evaluate(name, examples.E1(rational=True), scheme, rational=True).block_law
+    return [sum(p for b, p in law.items() if b[0] == t) for t in (0, 1)]
+
+
+def test_third_party_rule_as_found_first_token():
+    """Issue 17: the rule exactly as found emits token 1 w.p. 0.3625 on E1 iid(2,1) (p(1) = 1/3); on
+    E1 iid(2,2) token 0 w.p. 0.6905 (our duplicate skip turns it into 0.7293; p(0) = 2/3)."""
+    assert _first_token_law("spectr_gbv_as_found", drafting.iid(2, 1))[1] == F(29, 80)
+    assert float(_first_token_law("spectr_gbv_as_found", drafting.iid(2, 2))[0]) == pytest.approx(0.6905, abs=5e-5)
+    assert float(_first_token_law("spectr_gbv", drafting.iid(2, 2))[0]) == pytest.approx(0.7293, abs=5e-5)
+
+
+def test_third_party_rule_alone_is_lossy_even_at_k1():
+    # one greedy iteration without a modified target: Sun et al.'s 2/27 on E1 chain(2)
+    res = exact.evaluate("spectr_gbv_as_found", examples.E1(rational=True), drafting.chain(2), rational=True)
+    assert res.max_error == F(2, 27)
+    assert not registry.get("spectr_gbv_as_found").stateful
+
+
+def test_the_skip_is_the_only_difference_when_nothing_repeats():
+    """With K = 1 no prefix is tested twice: the rule as found and our variant's first call agree."""
+    m = examples.E3(rational=True)
+    got = exact.evaluate("spectr_gbv_as_found", m, drafting.chain(2), rational=True).block_law
+    assert got == exact.evaluate("spectr_gbv", m, drafting.chain(2), rational=True).block_law
 
 
 def test_first_token_already_wrong_for_k2():
@@ -62,6 +89,9 @@ def test_first_token_already_wrong_for_k2():
 
 def test_registry_claims():
     assert registry.get("spectr_gbv").lossless is False
+    assert registry.get("spectr_gbv_as_found").lossless is False
+    for name in ("spectr_gbv", "spectr_gbv_as_found"):
+        assert "third-party code of unknown provenance" in registry.get(name).description
     assert registry.get("spectr_gbv").stateful and registry.get("spectr_gbv_lossless").stateful
     assert registry.get("spectr_gbv_lossless").lossless is True
 
