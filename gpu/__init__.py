@@ -20,7 +20,7 @@ _CHECKS = ("parity", "sample_blocks", "chi2_extended", "ParityResult", "Chi2Chec
            "parity_sequences", "sample_sequences", "chi2_sequences")
 __all__ = ["twin", "TWINS", "bench", *_CHECKS]
 
-_TWIN_MODULES = ("chain", "traversal", "topdown", "rrs", "gbv", "univer", "spectr_gbv")
+_TWIN_MODULES = ("chain", "traversal", "topdown", "rrs", "gbv", "univer", "spectr_gbv", "rsbv")
 
 TWINS: dict = {}
 
