@@ -31,7 +31,7 @@ from specoracle.tree import Tree
 from .bv_core import bv_finish, bv_stop_probs, bv_weights
 from .chain import bv_keys
 
-__all__ = ["gbv", "gbv_path", "gbv_skewed_q", "skew_law", "token_keys", "ENTRIES"]
+__all__ = ["gbv", "gbv_path", "gbv_skewed_q", "skew_law", "token_keys", "expected_accepted", "ENTRIES"]
 
 
 def token_keys(p: np.ndarray, q: np.ndarray) -> list:
@@ -114,6 +114,43 @@ def gbv(instance: Instance, rng: RandomSource) -> Outcome:
     w = bv_weights(instance, nodes, q=qs)
     h = bv_stop_probs(instance, nodes, w, q=qs)
     return bv_finish(instance, rng, nodes, w, h, qs)
+
+
+def expected_accepted(model, scheme):
+    """Closed-form ``E[tau] = sum_u Q_skew(u) w_skew(u)`` of GBV on ``scheme`` (chain, iid, delayed).
+
+    Walks every prefix ``u`` of length ``1..L`` with the skewed conditional law of
+    :func:`skew_law` below the trunk (plain ``q`` on it) and BV's weight ``w(u x) = min(1, w(u)
+    p(x|u) / q_skew(x|u))``; no tree is enumerated. Fraction for rational models.
+
+    >>> from specoracle import examples, drafting
+    >>> expected_accepted(examples.E1(rational=True), drafting.iid(2, 2))
+    Fraction(131, 81)
+    """
+    K, L, trunk = scheme.k, scheme.depth, scheme.trunk
+    one = model.p(())[0] * 0 + 1
+    total = one * 0
+    stack = [((), one, one, one * 0, one)]  # prefix, Q_skew(u), w(u), A(u), Qm(u) (below the trunk)
+    while stack:
+        u, G, w, A, Qm = stack.pop()
+        if u:
+            total = total + G * w
+        if len(u) == L:
+            continue
+        p, q = model.p(u), model.q(u)
+        if len(u) < trunk:
+            law, keys = q, None
+        else:
+            keys = token_keys(p, q)
+            law = skew_law(q, keys, A, Qm, K)
+        for x in range(model.V):
+            if law[x] > 0:
+                A2, Qm2 = A, Qm
+                if keys is not None:
+                    A2 = A + Qm * sum((q[t] for t in range(model.V) if keys[t] < keys[x]), one * 0)
+                    Qm2 = Qm * q[x]
+                stack.append((u + (x,), G * law[x], min(one, w * p[x] / law[x]), A2, Qm2))
+    return total
 
 
 def gbv_keys(tree: Tree) -> tuple:

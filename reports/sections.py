@@ -12,7 +12,8 @@ exist the section says so (status ``missing`` or ``partial``) instead of printin
 4. torch twin vs reference under shared randomness (mismatches, float32 near-ties, device);
 5. mutant detection (exact, and chi-squared when ``specoracle.check`` exists);
 6. efficiency vs branching position ``d`` of ``delayed(k, d, L - d)`` on an n-gram model of text;
-7. the delayed tree expansion selector (``specoracle.gpu.selector.summary``).
+7. the delayed tree expansion selector (``specoracle.gpu.selector.summary``);
+8. the seed papers' claims next to the measured values (:mod:`.claims`).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from specoracle import exact, registry
 from specoracle.drafting import Scheme, delayed, parse_scheme
 from specoracle.models import ToyModel
 
+from .claims import claims
 from .config import ReportConfig, derive_seed, parse_model
 from .document import Figure, Section, Table
 
@@ -647,6 +649,7 @@ SECTIONS: tuple[tuple[int, str, str, Callable[[Context], Section]], ...] = (
     (5, "mutants", "Mutant detection", mutant_detection),
     (6, "delayed", "Efficiency vs branching position (delayed expansion)", delayed_expansion),
     (7, "selector", "Delayed tree expansion selector", selector),
+    (8, "claims", "The seed papers' claims, measured", claims),
 )
 
 

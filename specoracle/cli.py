@@ -331,6 +331,20 @@ def _as_plain(res):
     return res
 
 
+# --- claims ------------------------------------------------------------------------------------
+def _cmd_claims(args) -> int:
+    from specoracle.claims import claim_rows
+
+    rows = claim_rows(quick=args.quick)
+    if args.json:
+        _dump([r.to_dict() for r in rows])
+        return EXIT_OK
+    for r in rows:
+        print(f"{r.paper}: {r.claim}\n  measured: {r.measured}\n  verdict: {r.verdict} "
+              f"(deciding case: {r.deciding_case})")
+    return EXIT_OK
+
+
 # --- parser ------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``specoracle`` command (every subcommand has ``--help``)."""
@@ -344,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
                "Schemes: chain(L), iid(k,L), delayed(k,trunk,branch), wor(b1,b2,...).",
     )
     p.add_argument("--version", action="version", version=f"specoracle {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{report,check,bound,bench}")
+    sub = p.add_subparsers(dest="command", metavar="{report,check,bound,bench,claims}")
     sub.required = True
 
     r = sub.add_parser("report", help="write the full report (md, html, json, png)",
@@ -406,6 +420,13 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--seed", type=int, default=None, help="seed (default: 0)")
     n.add_argument("--json", action="store_true", help="print the rows as JSON")
     n.set_defaults(func=_cmd_bench)
+
+    m = sub.add_parser("claims", help="the seed papers' headline claims next to measured values",
+                       description="specoracle.claims.claim_rows: each claim of GBV, UniVer, SpecTr-GBV and DDTE "
+                                   "with the value measured on toy and n-gram models and a verdict.")
+    m.add_argument("--quick", action="store_true", help="fewer and smaller cases")
+    m.add_argument("--json", action="store_true", help="print the rows as JSON")
+    m.set_defaults(func=_cmd_claims)
     return p
 
 

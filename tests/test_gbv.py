@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from specoracle import Instance, Tree, drafting, examples, exact, models, mutants
+from specoracle.reference.gbv import expected_accepted as gbv_expected_accepted
 from specoracle.reference.gbv import gbv_path, gbv_skewed_q
 
 SCHEMES = ["chain(2)", "iid(1,2)", "iid(2,2)", "iid(3,2)", "iid(2,1)", "delayed(2,1,1)", "delayed(3,1,1)",
@@ -92,6 +93,15 @@ def test_expected_length_equals_closed_form(model_name, shape):
     scheme = drafting.iid(K, branch) if trunk == 0 else drafting.delayed(K, trunk, branch)
     res = exact.evaluate("gbv", m, scheme, rational=True)
     assert res.expected_accepted == _closed_form(m, K, trunk, branch)
+
+
+@pytest.mark.parametrize("model_name", ["E1", "E3"])
+@pytest.mark.parametrize("shape", [(2, 0, 2), (3, 0, 2), (2, 1, 1), (4, 0, 2), (2, 2, 1)])
+def test_module_closed_form_equals_brute_force(model_name, shape):
+    m = examples.get(model_name, rational=True)
+    K, trunk, branch = shape
+    scheme = drafting.iid(K, branch) if trunk == 0 else drafting.delayed(K, trunk, branch)
+    assert gbv_expected_accepted(m, scheme) == _closed_form(m, K, trunk, branch)
 
 
 def test_worked_skew_e1():
