@@ -1,15 +1,11 @@
 """Top-down OT tree verifiers: NSS, NaiveTree, SpecInfer, SpecTr (K-SEQ), Khisti, OT-optimal.
 
-All six methods run on the shared driver of :mod:`.topdown_driver` (DDTE App. B-D; ALGORITHMS.md
-§3). At node ``u`` with the
-``k_u`` child tokens ``d = (X_1..X_k)`` drawn there (``tree.draws[u]``: one entry per draw, in draw
-order, duplicates repeated), a node solver ``f(p_u, q_u, d)`` outputs a token ``t`` whose law is
-``p_u`` whenever ``d`` holds ``k_u`` i.i.d. draws from ``q_u``. If ``t`` is a drafted child the
-walk continues there (OT / "continue on member" semantics), otherwise ``Outcome(u, t)`` is
-emitted; at a leaf ``Outcome(u, y ~ p_u)``. Losslessness follows by induction because the draws
-below a child are, given its multiplicity, i.i.d. from the child's draft law and independent of
-the coins used above it (ALGORITHMS.md §8.2). Delayed trees work unchanged: a trunk node has a
-single draw (``k_u = 1``), the branch node ``k`` draws.
+All six methods run on the shared top-down driver of :mod:`.topdown_driver` (DDTE App. B-D;
+ALGORITHMS.md §3): at node ``u`` a node solver ``f(p_u, q_u, d)`` turns the ``k_u`` child tokens
+``d`` drawn there (``tree.draws[u]``, draw order, duplicates repeated) into a token whose law is
+``p_u``; a drafted token continues the walk, any other token (or a leaf's draw from ``p_u``) ends
+it. Delayed trees work unchanged: a trunk node has a single draw (``k_u = 1``), the branch node
+``k`` draws.
 
 Node solvers (``p, q`` shape [V], ``k = k_u``):
 
