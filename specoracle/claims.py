@@ -28,6 +28,8 @@ from .errors import InvalidArgument
 __all__ = ["Claim", "VERDICTS", "claim_rows", "verdict_of"]
 
 VERDICTS = ("holds", "holds here but not there", "does not hold here")
+EPS = 1e-12  # rounding slack when comparing two exact float64 efficiencies
+LP_TOL = 1e-6  # an LP optimum is known to solver accuracy
 
 
 @dataclass(frozen=True)
@@ -94,18 +96,18 @@ def _gbv_rows(quick: bool) -> list[Claim]:
     ratios = [(m.name, K, L, be(m, drafting.iid(K, L)), be(m, drafting.chain(L))) for m, K, L in cases]
     worst = min(ratios, key=lambda r: r[3] / r[4])
     seeds = range(10 if quick else 25)
-    below = {K: sum(be(m, drafting.iid(K, 2)) < be(m, drafting.chain(2)) - 1e-12
+    below = {K: sum(be(m, drafting.iid(K, 2)) < be(m, drafting.chain(2)) - EPS
                     for m in (models.random_model(3, seed=s, divergence=0.5) for s in seeds)) for K in (2, 3)}
     improve = Claim(
         GBV, "GBV raises block efficiency over block verification (abstract: +30% on real models)",
         "GBV / BV block efficiency, K = 2 paths: " + ", ".join(f"{n} {_pct(g, b)}" for n, _, _, g, b in ratios)
         + f"; random V=3 pairs (divergence 0.5, L=2): below BV in {below[2]}/{len(seeds)} at K=2, "
         f"{below[3]}/{len(seeds)} at K=3",
-        verdict_of([g >= b - 1e-12 for *_, g, b in ratios] + [below[2] == below[3] == 0]),
+        verdict_of([g >= b - EPS for *_, g, b in ratios] + [below[2] == below[3] == 0]),
         f"{worst[0]} iid({worst[1]},{worst[2]}): GBV {_f(worst[3])} vs BV {_f(worst[4])}",
     )
     curves = {n: [be(examples.get(n), drafting.iid(K, 2)) for K in (1, 2, 3, 4)] for n in named}
-    falls = {n: next((K for K in (2, 3, 4) if c[K - 1] < c[K - 2] - 1e-12), None) for n, c in curves.items()}
+    falls = {n: next((K for K in (2, 3, 4) if c[K - 1] < c[K - 2] - EPS), None) for n, c in curves.items()}
     first = min((K, n) for n, K in falls.items() if K) if any(falls.values()) else None
     in_k = Claim(
         GBV, "block efficiency grows with the number of paths K, with diminishing returns",
@@ -121,7 +123,7 @@ def _gbv_rows(quick: bool) -> list[Claim]:
         GBV, "block verification is optimal among single-path verifiers, even with off-path information",
         "information-agnostic single-path LP minus BV, chain(2): max |gap| "
         f"{max(gaps.values()):.1e} over {', '.join(named)}",
-        verdict_of([g < 1e-6 for g in gaps.values()]), f"{max(gaps, key=gaps.get)} chain(2)",
+        verdict_of([g < LP_TOL for g in gaps.values()]), f"{max(gaps, key=gaps.get)} chain(2)",
     )
     return [improve, in_k, bv_opt]
 
@@ -143,13 +145,13 @@ def _univer_rows(quick: bool) -> list[Claim]:
         UNIVER, "+4.2% to +8.5% acceptance length over recursive rejection sampling without replacement",
         "our reconstruction (paper text unavailable) over rrs_wor, tokens per call: "
         + ", ".join(f"{n} {s} {_pct(u, r)}" for n, s, u, r, _ in gains),
-        verdict_of([u / r - 1 >= 0.042 - 1e-9 for _, _, u, r, _ in gains]),
+        verdict_of([u / r - 1 >= 0.042 - EPS for _, _, u, r, _ in gains]),
         f"{lo[0]} {lo[1]}: univer {_f(lo[2])} vs rrs_wor {_f(lo[3])}",
     )
     worst_err = max(g[4] for g in gains)
     lossless = Claim(
         UNIVER, "lossless", f"exact max error of the extended law over the cases above: {float(worst_err):.1e}",
-        verdict_of([worst_err < 1e-12]), f"{', '.join(f'{n} {s}' for n, s, *_ in gains)} (exact enumeration)",
+        verdict_of([exact.is_lossless(worst_err)]), f"{', '.join(f'{n} {s}' for n, s, *_ in gains)} (exact enumeration)",
     )
     opt_cases = [("E1", "iid(2,2)"), ("E2", "iid(2,2)"), ("E3", "wor(2,2)")]
     share = []
@@ -161,7 +163,7 @@ def _univer_rows(quick: bool) -> list[Claim]:
         UNIVER, "optimal (under the paper's conditional framework)",
         "our reconstruction as % of the universal LP (every iteration-wise lossless verifier): "
         + ", ".join(f"{n} {s} {100 * u / b:.1f}%" for n, s, u, b in share),
-        verdict_of([u >= b - 1e-6 for _, _, u, b in share]),
+        verdict_of([u >= b - LP_TOL for _, _, u, b in share]),
         f"{lo[0]} {lo[1]}: {_f(lo[2])} vs LP {_f(lo[3])} (each node optimal, the walk greedy across levels)",
     )
     return [vs_rrs, lossless, optimal]
@@ -182,7 +184,7 @@ def _spectr_gbv_rows(quick: bool) -> list[Claim]:
         f"third-party rule as found (paper text unavailable): first token 1 w.p. {float(tok1):.4f} vs p = 1/3 "
         f"(E1 iid(2,1)); with our derived cross-iteration step: sequence max error {float(seq_err):.4f} "
         "(E1 iid(2,2), 5 tokens)",
-        verdict_of([tok1 == Fraction(1, 3), seq_err < 1e-12]), "E1 iid(2,1): the first emitted token",
+        verdict_of([tok1 == Fraction(1, 3), exact.is_lossless(seq_err)]), "E1 iid(2,1): the first emitted token",
     )
 
     def tpc(name, K, verifier="spectr_gbv_lossless"):
@@ -196,13 +198,13 @@ def _spectr_gbv_rows(quick: bool) -> list[Claim]:
         "tokens per call over 5-token sequences, E1, best lossless reconstruction (spectr_gbv_lossless) vs "
         f"memoryless verifiers on the same drafts: K=1 {_f(greedy1, 3)} vs BV {_f(bv1, 3)}; K=2 {_f(greedy2, 3)} "
         f"vs GBV {_f(gbv2, 3)} (GBV reaches the universal LP per call, {_f(lp, 3)})",
-        verdict_of([greedy1 >= bv1 - 1e-9, greedy2 >= gbv2 - 1e-9]),
+        verdict_of([greedy1 >= bv1 - EPS, greedy2 >= gbv2 - EPS]),
         "E1 chain(2): greedy block verification below BV",
     )
     ks = (1, 2) if quick else (1, 2, 3)
     curve = {n: [tpc(n, K) for K in ks] for n in ("E1", "E3")}
     ours = {n: [rsbv.expected_accepted(examples.get(n), drafting.iid(K, 2)) + 1 for K in (1, 2, 3, 4)] for n in ("E1", "E3")}
-    drop = [(n, K) for n, c in curve.items() for K in ks[1:] if c[K - 1] < c[K - 2] - 1e-12]
+    drop = [(n, K) for n, c in curve.items() for K in ks[1:] if c[K - 1] < c[K - 2] - EPS]
     grows = Claim(
         SPECTR_GBV, "expected acceptance increases with the number of drafts K",
         "spectr_gbv_lossless tokens per call (5-token sequences), K = " + "/".join(map(str, ks)) + ": "
@@ -230,7 +232,7 @@ def _ddte_rows(quick: bool) -> list[Claim]:
         DDTE, "delaying the branch point (a one-token trunk, then K branches) raises block efficiency over "
         "branching at the root",
         "SpecInfer, delayed(2,1,L-1) vs iid(2,L): " + ", ".join(f"{n} L={L_} {_pct(d, r)}" for n, L_, d, r in pairs),
-        verdict_of([d >= r - 1e-12 for _, _, d, r in pairs]),
+        verdict_of([d >= r - EPS for _, _, d, r in pairs]),
         f"{worst[0]}: delayed {_f(worst[2])} vs root {_f(worst[3])}",
     )
     return [delay]
