@@ -2,8 +2,9 @@
 
 A thin section over :func:`specoracle.claims.claim_rows` (which does every measurement): one table
 row per claim (paper, claim, measured here, verdict, deciding case). The quick preset uses the
-smaller case list of ``claim_rows(quick=True)``. Costs about 5 CPU seconds (quick) and 9 CPU
-seconds (full preset) on one core.
+smaller case list of ``claim_rows(quick=True)``. Measured cost on the 2-core machine: 5.2 CPU
+seconds (quick preset) and 11.2 CPU seconds (full preset; 28 s wall while the machine was shared),
+a small part of the full report's 15-minute budget.
 """
 from __future__ import annotations
 

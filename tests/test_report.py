@@ -30,7 +30,7 @@ from specoracle.reports import sampling
 from specoracle.reports.render import to_markdown
 from specoracle.reports.sections import SECTIONS, Context, Missing, run_section
 
-SECTION_KEYS = ("exact", "chi2", "bounds", "parity", "mutants", "delayed", "selector")
+SECTION_KEYS = ("exact", "chi2", "bounds", "parity", "mutants", "delayed", "selector", "claims")
 STATUSES = {"ok", "fail", "partial", "missing", "error"}
 
 
