@@ -5,9 +5,9 @@
 Twins are collected from the modules listed in ``_TWIN_MODULES``, each exposing ``TWINS``.
 
 Entry points used by tests and reports: :func:`parity` (shared randomness against the reference),
-:func:`sample_blocks` (independent randomness, torch drafting + twin), :func:`chi2_extended`
-(chi-squared test of the extended law), their whole-sequence forms for stateful verifiers
-(:func:`parity_sequences`, :func:`sample_sequences`, :func:`chi2_sequences`), :func:`bench`
+:func:`sample_blocks` (independent randomness, torch drafting + twin), :func:`chi2_twin`
+(chi-squared test of a twin in law, against the reference or the target), the whole-sequence
+forms for stateful verifiers (:func:`parity_sequences`, :func:`sample_sequences`), :func:`bench`
 (CPU/GPU timing against the memory roofline).
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ import importlib
 
 from specoracle.errors import unknown_name
 
-_CHECKS = ("parity", "sample_blocks", "chi2_extended", "ParityResult", "Chi2Check", "sample_size",
-           "parity_sequences", "sample_sequences", "chi2_sequences")
+_CHECKS = ("parity", "sample_blocks", "chi2_twin", "ParityResult", "resolve_device", "parity_sequences",
+           "sample_sequences")
 __all__ = ["twin", "TWINS", "bench", *_CHECKS]
 
 _TWIN_MODULES = ("chain", "traversal", "topdown", "rrs", "gbv", "univer", "spectr_gbv", "rsbv")

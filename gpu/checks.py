@@ -9,15 +9,20 @@
   float32 a mismatch is a *near tie* when that distance is below ``1e-6``.
 - :func:`sample_blocks`: independent randomness end to end in torch: draft with
   :func:`gpu.drafting.draft` from a :class:`~gpu.drafting.TableModel`, verify with the twin.
-- :func:`chi2_extended`: extend every sampled block by target sampling to ``L + 1`` tokens (in
-  torch) and test the counts on ``V^(L+1)`` against the exact extended law of
-  :func:`specoracle.exact.evaluate` with :func:`specoracle.stats.chi2_gof`. The sample size comes
-  from a power analysis (:func:`sample_size`).
+- :func:`chi2_twin`: THE test of a twin in law. It samples the twin with independent randomness
+  and tests the rows with :func:`specoracle.stats.chi2_rows` (sample size from
+  :func:`specoracle.stats.sample_size`) against the reference's exact law
+  (``against="reference"``: emitted blocks against :func:`specoracle.exact.evaluate`'s block law)
+  or against the target (``against="target"``: blocks continued by target sampling to ``L + 1``
+  tokens, against ``model.target_law``).
 - Stateful verifiers are judged on whole sequences (their state carries over between calls):
   :func:`parity_sequences` runs both sides call after call on the same contexts and uniforms,
   :func:`sample_sequences` generates sequences in torch (drafting at each context, the twin's
-  state handed on), and :func:`chi2_sequences` tests the first ``length`` tokens against
-  :func:`specoracle.exact.sequence_law`.
+  state handed on), and :func:`chi2_twin` tests the first ``2L + 1`` tokens against
+  :func:`specoracle.exact.sequence_law` (or the target law).
+
+Every sampled quantity draws its own seed from ``seed`` and a label
+(:func:`specoracle.stats.derive_seed`: drafting, the twin's uniforms, the target extension).
 """
 from __future__ import annotations
 
@@ -26,23 +31,25 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats as _st
 
 from specoracle import exact, registry
+from specoracle.check import MAX_MEMORY_GB, Estimate
 from specoracle.drafting import Scheme
+from specoracle.errors import InvalidArgument, unknown_name
 from specoracle.exact import judged_length
-from specoracle.errors import InvalidArgument
 from specoracle.instance import Instance, Outcome
 from specoracle.models import ToyModel
 from specoracle.randomness import Coupled
-from specoracle.stats import chi2_gof
+from specoracle.stats import TV_CEILING, Chi2Result, chi2_rows, derive_seed, sample_size
 
+from . import twin as registered_twin
 from .batch import coupled_uniforms, from_instances, resolve_dtype
 from .drafting import TableModel, draft, extend_blocks
 
-__all__ = ["ParityResult", "Chi2Check", "parity", "sample_blocks", "chi2_extended", "sample_size", "NEAR_TIE",
-           "parity_sequences", "sample_sequences", "chi2_sequences"]
+__all__ = ["ParityResult", "parity", "sample_blocks", "chi2_twin", "AGAINST", "NEAR_TIE", "resolve_device",
+           "parity_sequences", "sample_sequences"]
 
+AGAINST = ("reference", "target")
 NEAR_TIE = 1e-6
 
 
@@ -84,35 +91,6 @@ class ParityResult:
     def all_near_ties(self) -> bool:
         """Every mismatch is a near tie."""
         return self.near_ties == self.mismatches
-
-
-@dataclass(frozen=True)
-class Chi2Check:
-    """Chi-squared test of a twin's sampled extended law against the exact one.
-
-    ``detectable_tv`` is the TV distance (on the pooled cells) detected with probability
-    ``power`` at level ``alpha`` with ``n`` samples.
-    """
-
-    name: str
-    model: str
-    scheme: str
-    n: int
-    statistic: float
-    dof: int
-    p_value: float
-    cells: int
-    alpha: float
-    power: float
-    detectable_tv: float
-    seed: int
-    device: str
-    dtype: str
-    table: str
-
-    @property
-    def passed(self) -> bool:
-        return self.p_value >= self.alpha
 
 
 class _Recorder(Coupled):
@@ -185,11 +163,10 @@ def parity(name: str, model: ToyModel, scheme: Scheme, *, n_instances: int = 10_
     use_twin : a :class:`~gpu.batch.Twin` to compare instead of the registered one (tests use it
         to show that a wrong twin is caught).
     """
-    from . import twin as _twin
-
     entry = registry.resolve(name, scheme).entry
-    tw = _twin(name) if use_twin is None else use_twin
-    dtype = resolve_dtype(dtype)
+    tw = registered_twin(name) if use_twin is None else use_twin
+    n_instances, batch_size = _count("n_instances", n_instances), _count("batch_size", batch_size)
+    dtype, device = resolve_dtype(dtype), resolve_device(device)
     rng = np.random.default_rng(seed)
     calls = [_reference_call(entry, model, scheme, rng)[0] for _ in range(n_instances)]
     got: list[tuple[int, int]] = []
@@ -219,23 +196,19 @@ def sample_blocks(name: str, model, scheme: Scheme, n: int, *, device="cpu", dty
     Parameters
     ----------
     model : ToyModel (tabulated to depth ``L``) or a batched model (``TableModel``/``HashModel``).
-    seed : seeds the drafting ``torch.Generator`` (on ``device``); the twin's uniforms use ``seed + 1``.
+    seed : base seed: drafting and the twin's uniforms use ``derive_seed(seed, "draft")`` and
+        ``derive_seed(seed, "verify")`` (``torch.Generator`` on ``device``).
 
     Returns
     -------
     LongTensor [n, L+1]: accepted prefix + correction/bonus token, padded with ``-1``.
     """
-    from . import twin as _twin
-
-    tw = _twin(name) if use_twin is None else use_twin
-    dtype = resolve_dtype(dtype)
+    tw = registered_twin(name) if use_twin is None else use_twin
+    n, dtype, device = _count("n", n), resolve_dtype(dtype), resolve_device(device)
     if table is None:
         table = TableModel(model, scheme.depth, device=device, dtype=torch.float64) if isinstance(model, ToyModel) else model
-    batch = _drafted(model, table, scheme, n, seed, dtype)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(int(seed) + 1)
-    res = tw(batch, generator=gen)
-    return res.tokens
+    batch = _drafted(model, table, scheme, n, derive_seed(seed, "draft"), dtype)
+    return tw(batch, generator=_generator(device, seed, "verify")).tokens
 
 
 _DRAFT_CACHE: dict = {}
@@ -248,123 +221,23 @@ def _drafted(model, table, scheme: Scheme, n: int, seed: int, dtype):
     hit = _DRAFT_CACHE.get(key)
     if hit is not None and hit[0] is model:
         return hit[1]
-    gen = torch.Generator(device=table.device)
-    gen.manual_seed(int(seed))
-    batch = draft(table, scheme, n, generator=gen, dtype=dtype)
+    batch = draft(table, scheme, n, generator=torch.Generator(device=table.device).manual_seed(int(seed)), dtype=dtype)
     if len(_DRAFT_CACHE) >= 4:
         _DRAFT_CACHE.pop(next(iter(_DRAFT_CACHE)))
     _DRAFT_CACHE[key] = (model, batch)
     return batch
 
 
-def sample_size(tv: float, *, cells: int, alpha: float, power: float) -> int:
-    """Samples for a chi-squared test on ``cells`` cells to detect TV ``tv`` with ``power``.
-
-    Worst case over deviations of total variation ``tv``: the noncentrality ``n sum (p1-p0)^2/p0``
-    is at least ``n (2 tv)^2`` (Cauchy-Schwarz), so ``n`` is the least integer with
-    ``P[ncx2(cells-1, 4 n tv^2) > chi2.ppf(1-alpha, cells-1)] >= power``.
-    Uses :func:`specoracle.stats.sample_size` when it exists.
-    """
-    try:
-        from specoracle.stats import sample_size as _shared  # type: ignore[attr-defined]
-    except ImportError:
-        _shared = None
-    if _shared is not None:
-        return int(_shared(tv, cells=cells, alpha=alpha, power=power))
-    df = max(cells - 1, 1)
-    crit = _st.chi2.ppf(1 - alpha, df)
-    lo, hi = 1, 1
-    while _st.ncx2.sf(crit, df, 4 * hi * tv * tv) < power:
-        hi *= 2
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if _st.ncx2.sf(crit, df, 4 * mid * tv * tv) >= power:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-def _detectable_tv(n: int, *, cells: int, alpha: float, power: float) -> float:
-    df = max(cells - 1, 1)
-    crit = _st.chi2.ppf(1 - alpha, df)
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if _st.ncx2.sf(crit, df, 4 * n * mid * mid) >= power:
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
-def chi2_extended(name: str, model: ToyModel, scheme: Scheme, *, n: int | None = None, alpha: float = 1e-3,
-                  tv: float = 0.01, power: float = 0.99, seed: int = 0, device="cpu",
-                  dtype=torch.float64, use_twin=None) -> Chi2Check:
-    """Chi-squared test of the twin's extended law (blocks continued by target sampling) on
-    ``V^(L+1)`` against the exact extended law.
-
-    ``n`` defaults to :func:`sample_size` for ``tv``/``alpha``/``power`` on the cells with
-    positive exact probability (a conservative count: pooling only lowers the degrees of freedom).
-    """
-    ex = exact.evaluate(name, model, scheme)
-    probs = np.asarray(ex.extended_law, dtype=np.float64).reshape(-1)
-    cells = int((probs > 0).sum())
-    if n is None:
-        n = sample_size(tv, cells=cells, alpha=alpha, power=power)
-    L = scheme.depth
-    table = TableModel(model, L + 1, device=device, dtype=torch.float64)
-    blocks = sample_blocks(name, model, scheme, n, device=device, dtype=dtype, seed=seed, table=table,
-                           use_twin=use_twin)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(int(seed) + 7919)
-    ext = extend_blocks(table, blocks, L + 1, generator=gen)
-    return _chi2_check(name, model, scheme.name, ext, probs, alpha, power, seed, device, dtype)
-
-
-def _chi2_check(name, model, scheme_name, rows, probs, alpha, power, seed, device, dtype) -> Chi2Check:
-    """Counts of the token sequences ``rows`` [n, length] on ``V^length`` (C order) against
-    ``probs`` (the flat exact law)."""
-    n, length = rows.shape
-    idx = torch.zeros(n, dtype=torch.long, device=rows.device)
-    for i in range(length):
-        idx = idx * model.V + rows[:, i]
-    counts = torch.bincount(idx, minlength=probs.size).cpu().numpy()
-    res = chi2_gof(counts, probs)
-    return Chi2Check(
-        name=name,
-        model=model.name,
-        scheme=scheme_name,
-        n=n,
-        statistic=res.statistic,
-        dof=res.dof,
-        p_value=res.p_value,
-        cells=res.cells,
-        alpha=alpha,
-        power=power,
-        detectable_tv=_detectable_tv(n, cells=res.cells, alpha=alpha, power=power),
-        seed=seed,
-        device=str(device),
-        dtype=str(resolve_dtype(dtype)).replace("torch.", ""),
-        table=res.table(),
-    )
-
-
 # --- stateful verifiers: whole sequences ----------------------------------------------------------
 def _default_length(scheme: Scheme, length: int | None) -> int:
-    length = judged_length(scheme, stateful=True) if length is None else int(length)
-    if length < 1:
-        raise InvalidArgument(f"length must be >= 1, got {length}")
-    return length
+    return judged_length(scheme, stateful=True) if length is None else _count("length", length)
 
 
 def _stateful_pair(name: str, use_twin):
-    from . import twin as _twin
-
     entry = registry.get(name)
-    tw = _twin(name) if use_twin is None else use_twin
+    tw = registered_twin(name) if use_twin is None else use_twin
     if not (entry.stateful and tw.stateful):
-        raise InvalidArgument(f"{name!r} is not stateful; use parity / chi2_extended")
+        raise InvalidArgument(f"{name!r} is not stateful; use parity / chi2_twin")
     return entry, tw
 
 
@@ -384,7 +257,8 @@ def parity_sequences(name: str, model: ToyModel, scheme: Scheme, *, n_sequences:
     entry, tw = _stateful_pair(name, use_twin)
     entry.require(scheme)
     length = _default_length(scheme, length)
-    dtype = resolve_dtype(dtype)
+    n_sequences, batch_size = _count("n_sequences", n_sequences), _count("batch_size", batch_size)
+    dtype, device = resolve_dtype(dtype), resolve_device(device)
     rng = np.random.default_rng(seed)
     seqs = []  # per sequence: its list of _Call
     for _ in range(n_sequences):
@@ -432,21 +306,21 @@ def sample_sequences(name: str, model, scheme: Scheme, n: int, length: int, *, d
     Every call drafts the trees of the unfinished sequences at their contexts
     (:func:`gpu.drafting.draft` with ``context``), verifies them with the state of the previous
     call and appends the emitted blocks. ``model``: ToyModel (tabulated to depth
-    ``length - 1 + L``) or a batched model; ``seed`` seeds drafting, ``seed + 1`` the twin.
+    ``length - 1 + L``) or a batched model; ``seed``: base seed of drafting and of the twin's
+    uniforms (labels ``"draft"``, ``"verify"``).
 
     Returns
     -------
     LongTensor [n, length].
     """
     _, tw = _stateful_pair(name, use_twin)
-    dtype = resolve_dtype(dtype)
+    n, length = _count("n", n), _count("length", length)
+    dtype, device = resolve_dtype(dtype), resolve_device(device)
     L = scheme.depth
     if table is None:
         table = TableModel(model, length - 1 + L, device=device) if isinstance(model, ToyModel) else model
     dev = table.device
-    g_draft, g_verify = torch.Generator(device=dev), torch.Generator(device=dev)
-    g_draft.manual_seed(int(seed))
-    g_verify.manual_seed(int(seed) + 1)
+    g_draft, g_verify = _generator(dev, seed, "draft"), _generator(dev, seed, "verify")
     seq = torch.full((n, length + L), -1, dtype=torch.long, device=dev)
     filled = torch.zeros(n, dtype=torch.long, device=dev)
     active = torch.arange(n, device=dev)
@@ -467,21 +341,94 @@ def sample_sequences(name: str, model, scheme: Scheme, n: int, length: int, *, d
     return seq[:, :length]
 
 
-def chi2_sequences(name: str, model: ToyModel, scheme: Scheme, *, length: int | None = None, n: int | None = None,
-                   alpha: float = 1e-3, tv: float = 0.01, power: float = 0.99, seed: int = 0, device="cpu",
-                   dtype=torch.float64, use_twin=None) -> Chi2Check:
-    """Chi-squared test of a stateful twin's law of the first ``length`` tokens (default
-    ``2L + 1``) on ``V^length`` against :func:`specoracle.exact.sequence_law` of the reference.
+# --- the test in law --------------------------------------------------------------------------------
+def chi2_twin(name: str, model: ToyModel, scheme: Scheme, *, against: str = "reference", n: int | None = None,
+              law=None, length: int | None = None, alpha: float = 0.01, tv: float = 0.01, power: float = 0.99,
+              tv_ceiling: float = TV_CEILING, seed: int = 0, device="cpu", dtype=torch.float64, use_twin=None,
+              max_memory_gb: float = MAX_MEMORY_GB) -> Chi2Result:
+    """Is the torch twin of ``name`` right in law? A chi-squared test of its samples (independent
+    torch randomness) against an exact law.
 
-    ``n`` defaults to :func:`sample_size` for ``tv``/``alpha``/``power`` on the cells with positive
-    exact probability.
+    Parameters
+    ----------
+    against : ``"reference"``: one-step twins' emitted blocks against the reference's exact block
+        law (:func:`specoracle.exact.evaluate`), stateful twins' sequences against
+        :func:`specoracle.exact.sequence_law`; ``"target"``: losslessness by sampling alone,
+        blocks continued by target sampling to ``L + 1`` tokens (stateful: whole sequences)
+        against ``model.target_law``.
+    n : samples (blocks or sequences); default :func:`specoracle.stats.sample_size` for ``tv`` at
+        ``alpha`` and ``power`` on the cells of positive exact probability.
+    law : the exact law to test against, when the caller already has it (a block-law dict, or a
+        dense ``[V] * length`` array).
+    length : tokens per stateful sequence (default ``2L + 1``).
+    seed : base seed of drafting, the twin's uniforms and the extension (labels ``"draft"``,
+        ``"verify"``, ``"extend"``).
+    use_twin : a :class:`~gpu.batch.Twin` to test instead of the registered one.
+
+    Returns
+    -------
+    Chi2Result (its ``status`` is ``inconclusive`` when ``n`` cannot see TV ``tv_ceiling``).
     """
-    length = _default_length(scheme, length)
-    ex = exact.sequence_law(name, model, scheme, length)
-    probs = np.asarray(ex.law, dtype=np.float64).reshape(-1)
-    cells = int((probs > 0).sum())
+    if against not in AGAINST:
+        raise unknown_name("comparison", against, AGAINST)
+    entry = registry.resolve(name, scheme).entry
+    dtype, device = resolve_dtype(dtype), resolve_device(device)
+    stateful = entry.stateful
+    length = _default_length(scheme, length) if stateful else scheme.depth + 1
+    if law is None:
+        if against == "target":
+            law = model.target_law(length)
+        elif stateful:
+            law = exact.sequence_law(name, model, scheme, length).law
+        else:
+            law = exact.evaluate(name, model, scheme).block_law
     if n is None:
-        n = sample_size(tv, cells=cells, alpha=alpha, power=power)
-    seqs = sample_sequences(name, model, scheme, n, length, device=device, dtype=dtype, seed=seed, use_twin=use_twin)
-    return _chi2_check(name, model, f"{scheme.name}, sequences of {length}", seqs, probs, alpha, power, seed,
-                       device, dtype)
+        cells = sum(1 for v in law.values() if float(v) > 0) if isinstance(law, dict) else int((np.asarray(law) > 0).sum())
+        n = sample_size(tv, cells=max(cells, 2), alpha=alpha, power=power)
+    n = _count("n", n)
+    Estimate(f"chi2 of the {name} twin: {n:,} samples of {length} tokens", None, n * length * 8 * 6 / 2**30,
+             "raise tv, lower power, or give fewer samples (n, --samples)").require(max_memory_gb=max_memory_gb)
+    if stateful:
+        rows = sample_sequences(name, model, scheme, n, length, device=device, dtype=dtype, seed=seed,
+                                use_twin=use_twin)
+        label = f"{scheme.name}, sequences of {length}"
+    else:
+        table = TableModel(model, length, device=device, dtype=torch.float64)
+        rows = sample_blocks(name, model, scheme, n, device=device, dtype=dtype, seed=seed, table=table,
+                             use_twin=use_twin)
+        label = scheme.name
+        if against == "target":
+            rows = extend_blocks(table, rows, length, generator=_generator(device, seed, "extend"))
+            label = f"{scheme.name}, extended to {length}"
+    res = chi2_rows(rows.cpu().numpy(), law, alpha=alpha, power=power, tv_ceiling=tv_ceiling)
+    return res.labelled(verifier=name, model=model.name, scheme=label, seed=seed, device=str(device),
+                        dtype=str(dtype).replace("torch.", ""))
+
+
+# --- arguments ----------------------------------------------------------------------------------------
+def _count(name: str, n) -> int:
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise InvalidArgument(f"{name} must be a positive int, got {n!r}")
+    return int(n)
+
+
+def _generator(device, seed: int, label: str) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, label))
+
+
+def resolve_device(device) -> torch.device:
+    """``device`` as a ``torch.device`` that exists on this machine, or InvalidArgument saying why
+    (an unknown device string; CUDA asked for where ``torch.cuda.is_available()`` is False)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise InvalidArgument(f"device {device!r} is not a torch device ({exc}); use 'cpu' or 'cuda'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidArgument(f"device {device!r}: CUDA is not available on this machine "
+                                  f"(torch.cuda.is_available() is False); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InvalidArgument(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type != "cpu":
+        raise InvalidArgument(f"device {device!r}: only 'cpu' and 'cuda' devices are supported")
+    return dev

@@ -15,12 +15,12 @@ Models are named as on the command line (:func:`parse_model`):
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import asdict, dataclass, field, replace
 
 from specoracle.drafting import Scheme, parse_scheme
 from specoracle.errors import InvalidInstance, unknown_name
 from specoracle.models import ToyModel
+from specoracle.stats import derive_seed
 
 __all__ = ["ReportConfig", "quick", "full", "parse_model", "derive_seed", "parse_schemes", "PRESETS"]
 
@@ -122,16 +122,6 @@ def full(seed: int = 0, device: str = "cpu", progress: bool = True) -> ReportCon
 
 
 PRESETS = {"quick": quick, "full": full}
-
-
-def derive_seed(seed: int, *labels) -> int:
-    """A 32-bit seed from the base ``seed`` and ``labels`` (stable across runs and machines).
-
-    >>> derive_seed(0, "chi2", "naive") == derive_seed(0, "chi2", "naive")
-    True
-    """
-    text = "\x1f".join([str(seed), *map(str, labels)])
-    return zlib.crc32(text.encode("utf-8"))
 
 
 def parse_model(text: str) -> ToyModel:

@@ -6,8 +6,8 @@ JSON-ready numbers that go into ``results.json``. ``status`` is one of :data:`ST
 
 - ``ok``: everything computed and every claim held;
 - ``fail``: computed, and at least one claim did not hold (a verifier, twin or bound failed);
-- ``partial``: computed, but a dependency was missing for part of it (said in ``notes``);
-- ``missing``: a dependency does not exist, nothing was computed (never made-up numbers);
+- ``inconclusive``: nothing failed, but a sampled test could not see the TV error it must see
+  (its detectable TV is above :data:`specoracle.stats.TV_CEILING`);
 - ``error``: the section raised; the message is in ``notes``.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 __all__ = ["Table", "Figure", "Section", "Report", "STATUSES", "jsonable", "nonfinite_paths"]
 
-STATUSES = ("ok", "fail", "partial", "missing", "error")
+STATUSES = ("ok", "fail", "inconclusive", "error")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["SpecoracleError", "InvalidInstance", "InvalidArgument", "UnknownName", "unknown_name"]
+__all__ = ["SpecoracleError", "InvalidInstance", "InvalidArgument", "UnknownName", "BudgetExceeded", "unknown_name"]
 
 
 class SpecoracleError(Exception):
@@ -38,3 +38,8 @@ def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UnknownName:
     close = difflib.get_close_matches(str(name), valid, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return UnknownName(f"unknown {kind} {name!r}.{hint} Valid {kind}s: {', '.join(valid)}.")
+
+
+class BudgetExceeded(SpecoracleError, ValueError):
+    """The estimated work of a request (time, memory, cells, LP size) exceeds its budget; the
+    message gives the estimate and what to change (a smaller request, or a larger budget)."""

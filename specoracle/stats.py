@@ -1,64 +1,189 @@
-"""Statistics with stated power: chi-squared goodness of fit, power analysis, Holm, projections.
+"""The statistics layer: chi-squared tests with stated power, their design, Holm, projections.
 
-- :func:`chi2_gof`: Pearson test against EXACT expected probabilities. Cells are pooled from the
-  expected law only (never from observed counts): cells are sorted by expected probability and
-  the smallest are merged until every pooled cell expects at least ``min_expected`` counts.
-- :func:`sample_size` / :func:`detectable_tv`: the number of draws that detects a stated total
-  variation error with a stated power at level ``alpha`` (noncentral chi-squared, statsmodels),
-  and its inverse. :func:`holm` shares one error budget across a family of tests.
+Every sampled check of specoracle (:func:`specoracle.check.check_lossless`, the torch twins'
+:func:`specoracle.gpu.checks.chi2_twin`, the report) goes through this module:
+
+- :func:`chi2_rows`: the one chi-squared test on rows of token sequences. Cells are the support of
+  the EXACT expected law (plus one cell for anything outside it), pooled deterministically from
+  the expected law only (never from observed counts): cells sorted by expected probability, the
+  smallest merged until every pooled cell expects at least ``min_expected`` counts.
+  :func:`chi2_gof` is the same Pearson test on counts already binned.
+- :class:`Chi2Result`: the one result type (``verifier``, ``n``, ``statistic``, ``p_value``,
+  ``detectable_tv``, ...), with a :attr:`~Chi2Result.status` among :data:`STATUSES`: a test that
+  does not reject but could only see a TV above ``tv_ceiling`` is ``inconclusive``, never a pass.
+- :func:`sample_size` / :func:`detectable_tv`: the design. The number of draws that detects every
+  alternative at total variation ``tv`` with probability ``power`` at level ``alpha``, and its
+  inverse; both read one noncentrality (:func:`noncentrality`). :func:`holm` shares one error
+  budget across a family of tests; :func:`derive_seed` gives every sampled quantity its own seed
+  from a base seed and labels.
 - Projections (:func:`project`, :func:`block_law_cells`, :func:`position_marginals`): few-cell
-  views of a law that stay exactly computable for large ``V``.
+  views of a law that stay exactly computable for large ``V``; :func:`marginal_prefixes` is the
+  work :func:`position_marginals` will do, known before it starts.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import math
+import zlib
+from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy import stats as _st
+from scipy import stats as sst
 
-from .errors import InvalidArgument
+from .errors import BudgetExceeded, InvalidArgument, unknown_name
 
 __all__ = [
+    "TV_CEILING",
+    "PASS",
+    "FAIL",
+    "INCONCLUSIVE",
+    "STATUSES",
+    "check_level",
+    "derive_seed",
+    "judge",
+    "Cell",
     "Chi2Result",
     "chi2_gof",
+    "chi2_rows",
     "pool_cells",
+    "pooled",
+    "noncentrality",
     "chi2_power",
     "sample_size",
     "detectable_tv",
+    "sample_size_for",
     "cohen_w",
     "tv_distance",
-    "pooled",
     "HolmResult",
     "holm",
     "PROJECTIONS",
     "project",
     "block_law_cells",
+    "MAX_PREFIXES",
+    "marginal_prefixes",
     "position_marginals",
     "sample_extensions",
-    "sample_size_for",
 ]
+
+TV_CEILING = 0.1
+"""Largest detectable TV a passing test may have: a test that does not reject but cannot see a TV
+error of 0.1 says ``inconclusive``, not ``pass``."""
+
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+STATUSES = (PASS, FAIL, INCONCLUSIVE)
+
+
+def check_level(name: str, x) -> float:
+    """``x`` as a float strictly between 0 and 1 (a level, a power, a TV), or InvalidArgument."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{name} must be a number strictly between 0 and 1, got {x!r}") from None
+    if not 0.0 < v < 1.0:
+        raise InvalidArgument(f"{name} must lie strictly between 0 and 1, got {x!r}")
+    return v
+
+
+def derive_seed(seed: int, *labels) -> int:
+    """A 32-bit seed from the base ``seed`` and ``labels`` (stable across runs and machines): the
+    seed of one sampled quantity, independent of the seeds of quantities with other labels.
+
+    >>> derive_seed(0, "chi2", "naive") == derive_seed(0, "chi2", "naive")
+    True
+    """
+    text = "\x1f".join([str(seed), *map(str, labels)])
+    return zlib.crc32(text.encode("utf-8"))
+
+
+def judge(p_value: float, alpha: float, detectable_tv: float, tv_ceiling: float = TV_CEILING) -> str:
+    """The status of one test: ``fail`` when ``p_value <= alpha`` (rejected, as :func:`holm`
+    rejects); otherwise ``inconclusive`` when the test could only detect a TV above ``tv_ceiling``,
+    else ``pass``.
+
+    >>> judge(0.5, 0.01, 3.65), judge(0.5, 0.01, 0.02), judge(1e-5, 0.01, 3.65)
+    ('inconclusive', 'pass', 'fail')
+    """
+    if p_value <= alpha:
+        return FAIL
+    return INCONCLUSIVE if not detectable_tv <= tv_ceiling else PASS
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a test's table: ``observed`` (counts, or an exact law) vs ``expected``.
+
+    ``contribution`` is the cell's chi-squared term (or ``|observed - expected|`` for an exact law).
+    """
+
+    label: str
+    observed: float
+    expected: float
+    contribution: float
 
 
 @dataclass(frozen=True)
 class Chi2Result:
-    """Outcome of one chi-squared goodness-of-fit test."""
+    """One chi-squared goodness-of-fit test (the result type of every sampled check).
+
+    Attributes
+    ----------
+    statistic, dof, p_value : Pearson statistic, degrees of freedom, p-value (``inf`` and 0 when a
+        draw falls in a cell of expected probability 0).
+    n : number of draws. cells : pooled cells with positive expectation (``dof + 1``).
+    observed, expected : pooled observed and expected counts.
+    alpha, power : the level of the test and the power its design asks for.
+    detectable_tv : smallest TV error (on the pooled cells) detected with ``power`` at ``alpha``
+        with these ``n`` draws and ``cells`` (:func:`detectable_tv`).
+    tv_ceiling : largest ``detectable_tv`` a pass may have (:data:`TV_CEILING`).
+    outside_support : draws outside the expected law's support (any one fails the test).
+    worst : the unpooled cells contributing most to the statistic, largest first.
+    verifier, model, scheme, seed, device, dtype : what was tested, with which seed, where.
+    """
 
     statistic: float
     dof: int
     p_value: float
     n: int
     cells: int
-    observed: np.ndarray
-    expected: np.ndarray
+    observed: np.ndarray = field(repr=False)
+    expected: np.ndarray = field(repr=False)
+    alpha: float = 0.01
+    power: float = 0.99
+    detectable_tv: float = float("nan")
+    tv_ceiling: float = TV_CEILING
+    outside_support: int = 0
+    worst: tuple = ()
+    verifier: str = ""
+    model: str = ""
+    scheme: str = ""
+    seed: int | None = None
+    device: str = ""
+    dtype: str = ""
+
+    @property
+    def status(self) -> str:
+        """``pass``, ``fail`` or ``inconclusive`` (:func:`judge`)."""
+        return judge(self.p_value, self.alpha, self.detectable_tv, self.tv_ceiling)
+
+    @property
+    def passed(self) -> bool:
+        """Not rejected AND able to see TV ``tv_ceiling`` (an inconclusive test is not a pass)."""
+        return self.status == PASS
+
+    def labelled(self, **labels) -> "Chi2Result":
+        """A copy with some of ``verifier``, ``model``, ``scheme``, ``seed``, ``device``, ``dtype`` set."""
+        return replace(self, **labels)
 
     def table(self) -> str:
         """Pooled cells: observed, expected, contribution to the statistic."""
         rows = ["cell  observed  expected  contribution"]
         for i, (o, e) in enumerate(zip(self.observed, self.expected)):
-            rows.append(f"{i:4d}  {o:8.0f}  {e:8.1f}  {(o - e) ** 2 / e:10.3f}")
+            c = (o - e) ** 2 / e if e > 0 else (math.inf if o > 0 else 0.0)
+            rows.append(f"{i:4d}  {o:8.0f}  {e:8.1f}  {c:10.3f}")
         return "\n".join(rows)
 
 
+# --- the test ------------------------------------------------------------------------------------
 def pool_cells(expected_probs: np.ndarray, n: int, min_expected: float = 5.0) -> list[np.ndarray]:
     """Groups of cell indices such that every group expects >= ``min_expected`` counts.
 
@@ -69,11 +194,13 @@ def pool_cells(expected_probs: np.ndarray, n: int, min_expected: float = 5.0) ->
     order = pos[np.argsort(probs[pos], kind="stable")]
     groups: list[list[int]] = []
     cur: list[int] = []
+    acc = 0.0
     for idx in order:
         cur.append(int(idx))
-        if probs[cur].sum() * n >= min_expected:
+        acc += probs[idx]
+        if acc * n >= min_expected:
             groups.append(cur)
-            cur = []
+            cur, acc = [], 0.0
     if cur:
         if groups:
             groups[-1].extend(cur)
@@ -86,31 +213,113 @@ def pool_cells(expected_probs: np.ndarray, n: int, min_expected: float = 5.0) ->
     return out
 
 
-def chi2_gof(counts, expected_probs, *, min_expected: float = 5.0) -> Chi2Result:
+def chi2_gof(counts, expected_probs, *, alpha: float = 0.01, power: float = 0.99, min_expected: float = 5.0,
+             tv_ceiling: float = TV_CEILING) -> Chi2Result:
     """Pearson chi-squared test of ``counts`` against ``expected_probs`` (same flat cell order).
 
-    Observed mass in a zero-probability cell gives p-value 0 at once.
+    Observed mass in a zero-probability cell gives p-value 0 at once. ``alpha`` and ``power`` set
+    the result's ``detectable_tv`` and ``status``; the statistic and p-value do not depend on them.
+
+    >>> r = chi2_gof([50, 50], [0.5, 0.5])
+    >>> r.statistic, r.p_value, r.dof
+    (0.0, 1.0, 1)
     """
     c = np.asarray(counts, dtype=np.float64).reshape(-1)
     p = np.asarray(expected_probs, dtype=np.float64).reshape(-1)
     if c.shape != p.shape:
         raise InvalidArgument(f"counts {c.shape} and expected_probs {p.shape} differ in shape")
+    if not (np.all(np.isfinite(p)) and np.all(p >= 0)):
+        raise InvalidArgument("expected_probs must be finite and non-negative")
     n = int(round(c.sum()))
     if n <= 0:
         raise InvalidArgument("chi2_gof needs at least one observation")
+    alpha, power = check_level("alpha", alpha), check_level("power", power)
     groups = pool_cells(p, n, min_expected)
     obs = np.array([c[g].sum() for g in groups])
     exp = np.array([p[g].sum() * n for g in groups])
-    if np.any((exp <= 0) & (obs > 0)):
-        return Chi2Result(float("inf"), max(len(groups) - 1, 1), 0.0, n, len(groups), obs, exp)
     keep = exp > 0
+    cells = int(keep.sum())
+    dtv = detectable_tv(n, cells=max(cells, 2), alpha=alpha, power=power)
+    common = dict(n=n, cells=cells, alpha=alpha, power=power, detectable_tv=dtv, tv_ceiling=tv_ceiling)
+    if np.any(~keep & (obs > 0)):
+        return Chi2Result(math.inf, max(cells - 1, 1), 0.0, observed=obs, expected=exp, **common)
     obs, exp = obs[keep], exp[keep]
-    dof = max(len(obs) - 1, 1)
+    dof = max(cells - 1, 1)
     stat = float(((obs - exp) ** 2 / exp).sum())
-    return Chi2Result(stat, dof, float(_st.chi2.sf(stat, dof)), n, len(obs), obs, exp)
+    return Chi2Result(stat, dof, float(sst.chi2.sf(stat, dof)), observed=obs, expected=exp, **common)
 
 
-# --- power analysis ----------------------------------------------------------------------------
+def _support(law) -> tuple[list[tuple], np.ndarray]:
+    """Cells of an exact law: the token tuples of positive probability and their probabilities.
+
+    ``law`` is ``{tokens tuple: probability}`` (cells ordered by length, then tokens) or a dense
+    array ``[V] * M`` (C order)."""
+    if isinstance(law, dict):
+        cells = sorted((tuple(int(t) for t in k) for k, v in law.items() if float(v) > 0), key=lambda b: (len(b), b))
+        probs = np.array([float(law[c]) for c in cells]) if cells else np.zeros(0)
+    else:
+        arr = np.asarray(law, dtype=np.float64)
+        idx = np.argwhere(arr > 0)
+        cells = [tuple(int(t) for t in row) for row in idx]
+        probs = arr[tuple(idx.T)] if len(idx) else np.zeros(0)
+    if not np.all(np.isfinite(probs)) or abs(float(probs.sum()) - 1.0) > 1e-6:
+        raise InvalidArgument(f"the expected law must be finite and sum to 1, got total {float(probs.sum())!r}")
+    return cells, probs / probs.sum()
+
+
+def chi2_rows(rows, law, *, alpha: float = 0.01, power: float = 0.99, min_expected: float = 5.0,
+              tv_ceiling: float = TV_CEILING, cell_label=str) -> Chi2Result:
+    """Chi-squared test of sampled token sequences against an exact law.
+
+    Parameters
+    ----------
+    rows : int array [n, M] (or [n]): one sequence per row, ``-1`` padding its tail (blocks shorter
+        than ``M``). Rows are counted by their tokens without a ``V^M`` table.
+    law : the exact law: ``{tokens tuple: probability}`` (blocks of any length) or a dense array of
+        shape ``[V] * M`` (C order). Its support gives the cells; one more cell of expected
+        probability 0 collects every row outside it.
+    alpha, power, tv_ceiling : as in :func:`chi2_gof`.
+    cell_label : ``cell tuple -> str`` for the worst cells.
+
+    Returns
+    -------
+    Chi2Result with ``outside_support`` and the five ``worst`` cells (unpooled).
+
+    >>> r = chi2_rows([[0, 1], [0, -1], [0, 1], [1, 1]], {(0,): 0.25, (0, 1): 0.5, (1, 1): 0.25})
+    >>> r.n, r.outside_support, r.p_value
+    (4, 0, 1.0)
+    """
+    r = np.asarray(rows, dtype=np.int64)
+    if r.ndim == 1:
+        r = r[:, None]
+    if r.ndim != 2 or r.shape[0] < 1:
+        raise InvalidArgument(f"rows must have shape [n, M] with n >= 1, got {np.shape(rows)}")
+    cells, probs = _support(law)
+    index = {c: i for i, c in enumerate(cells)}
+    counts = np.zeros(len(cells) + 1)
+    uniq, mult = np.unique(r, axis=0, return_counts=True)
+    for row, m in zip(uniq, mult):
+        counts[index.get(tuple(int(t) for t in row if t >= 0), len(cells))] += m
+    expected = np.append(probs, 0.0)
+    res = chi2_gof(counts, expected, alpha=alpha, power=power, min_expected=min_expected, tv_ceiling=tv_ceiling)
+    n = res.n
+    contrib = np.where(expected > 0, (counts - expected * n) ** 2 / np.where(expected > 0, expected * n, 1.0), 0.0)
+    contrib[-1] = math.inf if counts[-1] > 0 else 0.0
+    worst = []
+    for i in np.argsort(-contrib, kind="stable")[:5]:
+        if contrib[i] > 0:
+            label = "outside the support" if i == len(cells) else cell_label(cells[i])
+            worst.append(Cell(label, float(counts[i]), float(expected[i] * n), float(contrib[i])))
+    return replace(res, outside_support=int(counts[-1]), worst=tuple(worst))
+
+
+def pooled(law, groups: list[np.ndarray]) -> np.ndarray:
+    """A law summed over the groups of :func:`pool_cells` (the cells the test actually sees)."""
+    law = np.asarray(law, dtype=np.float64).reshape(-1)
+    return np.array([law[g].sum() for g in groups])
+
+
+# --- design ----------------------------------------------------------------------------------------
 # Design of a goodness-of-fit test with stated power (TensorFlow Probability's statistical_testing
 # style). Under an alternative law ``p1`` the Pearson statistic on ``n`` draws is approximately
 # noncentral chi-squared with ``dof = cells - 1`` and noncentrality ``n w^2``, where Cohen's
@@ -119,13 +328,6 @@ def chi2_gof(counts, expected_probs, *, min_expected: float = 5.0) -> Chi2Result
 # ``p0`` (a mass-1/2 half of the cells raised by the factor ``1 + 2 tv``, the other half lowered).
 # So a sample size computed at ``w = 2 tv`` gives at least the stated power against every
 # alternative at TV distance >= tv on the tested cells, whatever the expected law.
-
-
-def _check_level(name: str, x: float) -> float:
-    x = float(x)
-    if not 0.0 < x < 1.0:
-        raise InvalidArgument(f"{name} must lie strictly between 0 and 1, got {x}")
-    return x
 
 
 def _check_cells(cells) -> int:
@@ -143,7 +345,29 @@ def chi2_power(w: float, n: int, *, cells: int, alpha: float) -> float:
     from statsmodels.stats.power import GofChisquarePower
 
     cells = _check_cells(cells)
-    return float(GofChisquarePower().power(effect_size=float(w), nobs=int(n), alpha=_check_level("alpha", alpha), n_bins=cells))
+    return float(GofChisquarePower().power(effect_size=float(w), nobs=int(n), alpha=check_level("alpha", alpha), n_bins=cells))
+
+
+def noncentrality(*, cells: int, alpha: float, power: float) -> float:
+    """The noncentrality ``lambda`` at which ``ncx2(cells - 1, lambda)`` exceeds the level-``alpha``
+    critical value with probability ``power``; ``n`` draws detect TV ``sqrt(lambda / n) / 2``.
+
+    >>> round(noncentrality(cells=2, alpha=0.05, power=0.5), 3)   # ~1.96^2: |Z + sqrt(lambda)| > 1.96 half the time
+    3.841
+    """
+    return _noncentrality(_check_cells(cells), check_level("alpha", alpha), check_level("power", power))
+
+
+@functools.lru_cache(maxsize=1024)
+def _noncentrality(cells: int, alpha: float, power: float) -> float:
+    from scipy import optimize
+
+    dof = cells - 1
+    crit = sst.chi2.isf(alpha, dof)
+    hi = 1.0
+    while sst.ncx2.sf(crit, dof, hi) < power:
+        hi *= 2
+    return float(optimize.brentq(lambda x: sst.ncx2.sf(crit, dof, x) - power, 1e-12, hi, xtol=1e-12, rtol=1e-12))
 
 
 def sample_size(tv: float, *, cells: int, alpha: float = 0.01, power: float = 0.99) -> int:
@@ -156,48 +380,36 @@ def sample_size(tv: float, *, cells: int, alpha: float = 0.01, power: float = 0.
     alpha : level (false-fail rate) of the test.
     power : required probability of rejecting an alternative at TV ``tv``.
 
-    Returns ``ceil(n)`` with ``n (2 tv)^2 = lambda``, where ``lambda`` is the noncentrality at which
-    ``ncx2(cells-1, lambda)`` exceeds the level-``alpha`` critical value with probability ``power``
-    (solved by statsmodels ``GofChisquarePower.solve_power``).
+    Returns the least integer ``n`` with ``n (2 tv)^2 >= lambda`` (:func:`noncentrality`), checked
+    against the power function (:func:`chi2_power`).
 
     Examples
     --------
     >>> sample_size(0.01, cells=4, alpha=0.01, power=0.99)
     74564
     """
-    from statsmodels.stats.power import GofChisquarePower
-
-    tv = _check_level("tv", tv)
-    cells = _check_cells(cells)
-    n = GofChisquarePower().solve_power(
-        effect_size=2.0 * tv, nobs=None, alpha=_check_level("alpha", alpha), power=_check_level("power", power), n_bins=cells
-    )
-    n = int(np.ceil(float(np.squeeze(n)) - 1e-9))
-    while chi2_power(2.0 * tv, n, cells=cells, alpha=alpha) < power:  # guard the root finder's tolerance
-        n += 1
+    tv = check_level("tv", tv)
+    lam = noncentrality(cells=cells, alpha=alpha, power=power)
+    n = max(1, math.ceil(lam / (2.0 * tv) ** 2 - 1e-9))
+    if n < 10**12:  # guard the root finder's tolerance where the power function can be evaluated
+        while chi2_power(2.0 * tv, n, cells=cells, alpha=alpha) < power:
+            n += 1
+        while n > 1 and chi2_power(2.0 * tv, n - 1, cells=cells, alpha=alpha) >= power:
+            n -= 1
     return n
 
 
 def detectable_tv(n: int, *, cells: int, alpha: float = 0.01, power: float = 0.99) -> float:
     """Smallest TV error that ``n`` draws detect with ``power`` at level ``alpha`` (inverse of
-    :func:`sample_size`): ``sqrt(lambda / n) / 2`` with ``lambda`` as there.
+    :func:`sample_size`): ``sqrt(lambda / n) / 2`` with ``lambda`` of :func:`noncentrality`.
+    Above 1 (no TV is that large) the test can see nothing.
 
     >>> round(detectable_tv(74564, cells=4, alpha=0.01, power=0.99), 6)
     0.01
     """
-    from scipy import optimize
-
-    if not isinstance(n, (int, np.integer)) or n < 1:
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise InvalidArgument(f"n must be a positive int, got {n!r}")
-    cells = _check_cells(cells)
-    alpha, power = _check_level("alpha", alpha), _check_level("power", power)
-    dof = cells - 1
-    crit = _st.chi2.isf(alpha, dof)
-    hi = 1.0
-    while _st.ncx2.sf(crit, dof, hi) < power:
-        hi *= 2
-    lam = optimize.brentq(lambda x: _st.ncx2.sf(crit, dof, x) - power, 1e-12, hi, xtol=1e-12, rtol=1e-12)
-    return float(np.sqrt(lam / n) / 2.0)
+    return float(math.sqrt(noncentrality(cells=cells, alpha=alpha, power=power) / n) / 2.0)
 
 
 def cohen_w(expected_probs, alternative_probs) -> float:
@@ -223,10 +435,30 @@ def tv_distance(a, b) -> float:
     return float(0.5 * np.abs(a - b).sum())
 
 
-def pooled(law, groups: list[np.ndarray]) -> np.ndarray:
-    """A law summed over the groups of :func:`pool_cells` (the cells the test actually sees)."""
-    law = np.asarray(law, dtype=np.float64).reshape(-1)
-    return np.array([law[g].sum() for g in groups])
+def sample_size_for(alternative, expected, *, alpha: float = 0.01, power: float = 0.99, min_expected: float = 5.0) -> int:
+    """Design a test against a KNOWN alternative law (e.g. a mutant's exact law): the sample size
+    :func:`sample_size` asks for at the alternative's TV on the cells the test sees after pooling.
+
+    Pooling depends on ``n``, so ``n`` is recomputed on the pooled cells until it stops growing.
+    Raises if the two laws coincide on the pooled cells (no sample size detects that).
+    """
+    a = np.asarray(alternative, dtype=np.float64).reshape(-1)
+    e = np.asarray(expected, dtype=np.float64).reshape(-1)
+    cells = max(2, int((e > 0).sum()))
+    tv = tv_distance(a, e)
+    if tv <= 1e-12:
+        raise InvalidArgument("the alternative equals the expected law on these cells; nothing to detect")
+    n = sample_size(min(tv, 0.999), cells=cells, alpha=alpha, power=power)
+    for _ in range(20):
+        g = pool_cells(e, n, min_expected)
+        tvp = tv_distance(pooled(a, g), pooled(e, g))
+        if tvp <= 1e-12:
+            raise InvalidArgument(f"pooling at n={n} hides the difference; lower min_expected")
+        n2 = sample_size(min(tvp, 0.999), cells=cells, alpha=alpha, power=power)
+        if n2 <= n:
+            return n
+        n = n2
+    return n
 
 
 # --- Holm ----------------------------------------------------------------------------------------
@@ -257,7 +489,7 @@ def holm(pvalues, alpha: float = 0.01) -> HolmResult:
     [True, False, False]
     """
     p = np.asarray(pvalues, dtype=np.float64).reshape(-1)
-    alpha = _check_level("alpha", alpha)
+    alpha = check_level("alpha", alpha)
     if np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
         raise InvalidArgument(f"p-values must lie in [0, 1], got {p.tolist()}")
     m = len(p)
@@ -302,8 +534,6 @@ def project(sequences, V: int, projection: str, *, position: int = 0) -> np.ndar
     if projection == "length_first":
         tau = (s >= 0).sum(axis=1) - 1
         return tau * V + s[:, 0]
-    from .errors import unknown_name
-
     raise unknown_name("projection", projection, PROJECTIONS)
 
 
@@ -314,8 +544,6 @@ def block_law_cells(block_law: dict, V: int, L: int, projection: str, *, positio
     """
     ncell = {"first_token": V, "positions": V, "length_first": (L + 1) * V, "full": V ** (L + 1)}
     if projection not in ncell:
-        from .errors import unknown_name
-
         raise unknown_name("projection", projection, PROJECTIONS)
     out = np.zeros(ncell[projection])
     for block, pr in block_law.items():
@@ -325,28 +553,58 @@ def block_law_cells(block_law: dict, V: int, L: int, projection: str, *, positio
     return out
 
 
-def position_marginals(model, length: int, *, context_order: int | None = None) -> np.ndarray:
+MAX_PREFIXES = 1_000_000
+"""Default limit on the prefixes :func:`position_marginals` visits (about a minute of model calls)."""
+
+
+def marginal_prefixes(V: int, length: int, context_order: int | None = None) -> int:
+    """Upper bound on the prefixes :func:`position_marginals` visits: ``sum_{i < length} V^i``, or
+    with ``context_order = c`` at most ``V^min(i, c)`` per position.
+
+    >>> marginal_prefixes(50, 7), marginal_prefixes(50, 7, context_order=1)
+    (15943877551, 301)
+    """
+    return sum(V ** (i if context_order is None else min(i, context_order)) for i in range(length))
+
+
+def position_marginals(model, length: int, *, context_order: int | None = None,
+                       max_prefixes: int = MAX_PREFIXES) -> np.ndarray:
     """Per-position marginals of the target law, shape [length, V]: ``out[i, t] = Pr_P[x_{i+1} = t]``.
 
-    Forward recursion over prefixes. For an n-gram model whose laws depend only on the last
-    ``context_order`` tokens (``order - 1`` for :func:`specoracle.models.ngram_pair` with an empty
-    prompt), prefixes are merged by that suffix, so the cost is ``O(length V^(context_order+1))``
-    instead of ``O(V^length)``. ``context_order=None`` keeps whole prefixes (exact for any model).
+    Forward recursion over prefixes of positive probability. For an n-gram model whose laws depend
+    only on the last ``context_order`` tokens (``order - 1`` for
+    :func:`specoracle.models.ngram_pair` with an empty prompt), prefixes are merged by that suffix,
+    so the cost is ``O(length V^(context_order+1))`` instead of ``O(V^length)``.
+    ``context_order=None`` keeps whole prefixes (exact for any model). The prefixes of the last
+    position are never stored; more than ``max_prefixes`` prefixes raise
+    :class:`~specoracle.errors.BudgetExceeded` (the bound :func:`marginal_prefixes` tells it
+    before the work starts).
     """
     V = model.V
+    need = marginal_prefixes(V, length, context_order)
     states: dict[tuple, float] = {(): 1.0}
     out = np.zeros((length, V))
+    visited = 0
     for i in range(length):
+        visited += len(states)
+        if visited > max_prefixes:
+            raise BudgetExceeded(
+                f"the marginals of {length} positions at V={V} visit up to {need:,} prefixes, above the limit of "
+                f"{max_prefixes:,}; test fewer positions (projection 'first_token'), give context_order for an "
+                f"n-gram model, or raise max_prefixes"
+            )
+        last = i == length - 1
         nxt: dict[tuple, float] = {}
         for u, w in states.items():
             row = np.asarray(model.p(u), dtype=np.float64) * w
             out[i] += row
-            for t in range(V):
-                if row[t] > 0:
-                    v = u + (t,)
-                    if context_order is not None:
-                        v = v[-context_order:] if context_order > 0 else ()
-                    nxt[v] = nxt.get(v, 0.0) + row[t]
+            if last:
+                continue
+            for t in np.flatnonzero(row > 0).tolist():
+                v = u + (t,)
+                if context_order is not None:
+                    v = v[-context_order:] if context_order > 0 else ()
+                nxt[v] = nxt.get(v, 0.0) + row[t]
         states = nxt
     return out
 
@@ -354,8 +612,9 @@ def position_marginals(model, length: int, *, context_order: int | None = None) 
 def sample_extensions(blocks, model, length: int, gen: np.random.Generator) -> np.ndarray:
     """Complete -1-padded blocks [n, M] to [n, length] by sampling from the target ``model.p``.
 
-    Rows are grouped by prefix so that each distinct prefix costs one vectorised draw. Tokens
-    beyond ``length`` are cut.
+    Rows are grouped by prefix (group ids, never a ``V^length`` code) so that each distinct prefix
+    costs one vectorised draw, in lexicographic order of the prefixes. Tokens beyond ``length``
+    are cut.
     """
     b = np.asarray(blocks, dtype=np.int64)
     n = b.shape[0]
@@ -363,40 +622,15 @@ def sample_extensions(blocks, model, length: int, gen: np.random.Generator) -> n
     m = min(length, b.shape[1])
     seq[:, :m] = b[:, :m]
     V = model.V
-    codes = np.zeros(n, dtype=np.int64)  # base-V code of each row's prefix seq[:, :j]
+    group = np.zeros(n, dtype=np.int64)  # rows with equal prefixes seq[:, :j] share a group id
     for j in range(length):
-        need = seq[:, j] < 0
-        if need.any():
-            for code in np.unique(codes[need]):
-                rows = np.flatnonzero(need & (codes == code))
-                prefix = tuple(seq[rows[0], :j].tolist())
-                p = np.asarray(model.p(prefix), dtype=np.float64)
+        need = np.flatnonzero(seq[:, j] < 0)
+        if len(need):
+            need = need[np.argsort(group[need], kind="stable")]
+            _, starts = np.unique(group[need], return_index=True)
+            for rows in np.split(need, starts[1:]):
+                p = np.asarray(model.p(tuple(seq[rows[0], :j].tolist())), dtype=np.float64)
                 seq[rows, j] = gen.choice(V, size=len(rows), p=p / p.sum())
-        codes = codes * V + seq[:, j]
+        _, group = np.unique(np.stack([group, seq[:, j]], axis=1), axis=0, return_inverse=True)
+        group = group.reshape(-1)
     return seq
-
-
-def sample_size_for(alternative, expected, *, alpha: float = 0.01, power: float = 0.99, min_expected: float = 5.0) -> int:
-    """Design a test against a KNOWN alternative law (e.g. a mutant's exact law): the sample size
-    :func:`sample_size` asks for at the alternative's TV on the cells the test sees after pooling.
-
-    Pooling depends on ``n``, so ``n`` is recomputed on the pooled cells until it stops growing.
-    Raises if the two laws coincide on the pooled cells (no sample size detects that).
-    """
-    a = np.asarray(alternative, dtype=np.float64).reshape(-1)
-    e = np.asarray(expected, dtype=np.float64).reshape(-1)
-    cells = max(2, int((e > 0).sum()))
-    tv = tv_distance(a, e)
-    if tv <= 1e-12:
-        raise InvalidArgument("the alternative equals the expected law on these cells; nothing to detect")
-    n = sample_size(min(tv, 0.999), cells=cells, alpha=alpha, power=power)
-    for _ in range(20):
-        g = pool_cells(e, n, min_expected)
-        tvp = tv_distance(pooled(a, g), pooled(e, g))
-        if tvp <= 1e-12:
-            raise InvalidArgument(f"pooling at n={n} hides the difference; lower min_expected")
-        n2 = sample_size(min(tvp, 0.999), cells=cells, alpha=alpha, power=power)
-        if n2 <= n:
-            return n
-        n = n2
-    return n

@@ -9,7 +9,7 @@ cells (observed vs expected), so the failing distribution can be read from the t
 """
 from __future__ import annotations
 
-from .check import Verdict, check_lossless
+from .check import INCONCLUSIVE, NOT_LOSSLESS, Verdict, check_lossless
 
 __all__ = ["assert_lossless", "assert_not_lossless"]
 
@@ -23,12 +23,15 @@ def assert_lossless(verifier, model, scheme, method: str = "auto", **options) ->
     """
     __tracebackhide__ = True  # pytest: show the caller's line
     verdict = check_lossless(verifier, model, scheme, method, **options)
+    if verdict.status == INCONCLUSIVE:
+        raise AssertionError(f"the check is inconclusive: n = {verdict.n} samples detect only TV >= "
+                             f"{verdict.detectable_tv:.3g} (ceiling {verdict.tv_ceiling}); raise n\n{verdict.summary()}")
     if not verdict.lossless:
         if verdict.method == "exact":
             why = f"max |law - P| = {verdict.max_error:.3g} > tol"
         else:
-            why = f"chi-squared p = {verdict.p_value:.3g} < alpha = {verdict.alpha} with n = {verdict.samples} samples"
-        raise AssertionError(f"verifier is not lossless ({why})\n{verdict.summary()}\n{verdict.table}".rstrip())
+            why = f"chi-squared p = {verdict.p_value:.3g} <= alpha = {verdict.alpha} with n = {verdict.n} samples"
+        raise AssertionError(f"verifier is not lossless ({why})\n{verdict.summary()}\n{verdict.table()}".rstrip())
     return verdict
 
 
@@ -36,9 +39,9 @@ def assert_not_lossless(verifier, model, scheme, method: str = "auto", **options
     """Assert that the check FLAGS ``verifier`` (for negative controls / known-bad verifiers)."""
     __tracebackhide__ = True
     verdict = check_lossless(verifier, model, scheme, method, **options)
-    if verdict.lossless:
+    if verdict.status != NOT_LOSSLESS:
         raise AssertionError(
-            f"expected a lossy verifier to be flagged, but the check passed it "
+            f"expected a lossy verifier to be flagged, but the check says {verdict.status} "
             f"(it detects TV >= {verdict.detectable_tv:.3g} with power {verdict.power})\n{verdict.summary()}"
         )
     return verdict

@@ -1,6 +1,6 @@
 """check_lossless and assert_lossless: verdicts against independent truths (worked numbers of
-ALGORITHMS-2.md §11, closed forms), method selection, input validation, and the type-I error of
-the chi-squared path over 200 seeds."""
+ALGORITHMS-2.md §11, closed forms), method selection by the work estimate, the inconclusive state,
+budgets, input validation, and the type-I error of the chi-squared path over 200 seeds."""
 from __future__ import annotations
 
 import subprocess
@@ -12,9 +12,10 @@ from scipy import stats as sst
 
 import specoracle
 from specoracle import models
-from specoracle.check import Verdict, check_lossless, enumeration_size
+from specoracle.check import AUTO_EXACT_SECONDS, Verdict, check_lossless, enumeration_size, estimate_exact, exact_work
 from specoracle.drafting import chain, iid, parse_scheme, without_replacement
-from specoracle.errors import InvalidArgument, InvalidInstance, UnknownName
+from specoracle.errors import BudgetExceeded, InvalidArgument, InvalidInstance, UnknownName
+from specoracle.reports import parse_model
 from specoracle.instance import Instance, Outcome
 from specoracle.mutants import get as get_mutant
 from specoracle.testing import assert_lossless, assert_not_lossless
@@ -36,7 +37,7 @@ def test_reexport_is_lazy_and_light():
 def test_exact_verdict_on_correct_verifiers(name, model):
     v = check_lossless(name, model, "chain(2)")
     assert isinstance(v, Verdict) and v.method == "exact" and v.lossless
-    assert v.max_error <= 1e-12 and v.samples == 0
+    assert v.max_error <= 1e-12 and v.n == 0 and v.status == "lossless"
 
 
 def test_exact_verdict_reproduces_worked_numbers():
@@ -49,14 +50,22 @@ def test_exact_verdict_reproduces_worked_numbers():
     assert abs(abs(c.observed - c.expected) - v.max_error) < 1e-15
 
 
-def test_auto_uses_chi2_when_enumeration_is_large():
-    s = iid(3, 3)
-    assert enumeration_size(s, 4) == 4**9 > 20000
+def test_auto_uses_chi2_when_the_exact_work_is_large():
+    m = parse_model("E5")
+    assert estimate_exact(m, chain(7)).seconds <= AUTO_EXACT_SECONDS < estimate_exact(m, chain(8)).seconds
     v = check_lossless("naive", "E5", "chain(1)", projection="first_token", n=500)  # small: exact
     assert v.method == "exact"
-    big = check_lossless(get_mutant("sample_target_only").verify, "E5", chain(5), n=2000, seed=0, max_enumeration=1000)
-    assert big.method == "chi2" and big.projection == "positions" and big.samples == 2000
-    assert big.lossless, big.summary()
+    big = check_lossless(get_mutant("sample_target_only").verify, m, chain(8), n=1000, seed=0)
+    assert big.method == "chi2" and big.projection == "positions" and big.n == 1000
+    assert len(big.tests) == 9 and big.lossless, big.summary()
+
+
+def test_exact_work_by_hand():
+    # trees x (nodes + 1) x V: iid(2,2) on V=4 drafts 4^4 sequences of a 5-node tree
+    assert exact_work(models.context_free([0.5, 0.5], [0.5, 0.5]), chain(1)) == 2 * 3 * 2
+    assert exact_work(parse_model("E5"), iid(2, 2)) == 4**4 * 6 * 4
+    # stateful: one call per context of up to 2L tokens (1 + V + V^2 for L = 1)
+    assert exact_work(parse_model("E1"), chain(1), stateful=True) == 2 * 3 * 2 * (1 + 2 + 4)
 
 
 def test_enumeration_size_by_hand():
@@ -94,10 +103,10 @@ def test_stateful_verifier_exact_and_chi2():
 def test_chi2_verdict_reports_its_design():
     v = check_lossless("naive", "E5", "chain(1)", method="chi2", tv=0.05, seed=11)
     assert v.lossless
-    assert v.samples == specoracle.stats.sample_size(0.05, cells=16, alpha=0.01, power=0.99)
+    assert v.n == specoracle.stats.sample_size(0.05, cells=16, alpha=0.01, power=0.99)
     assert abs(v.detectable_tv - 0.05) < 1e-4
     text = v.summary()
-    for piece in (f"n = {v.samples}", "seed 11", "power 0.99", "p ="):
+    for piece in (f"n = {v.n}", "seed 11", "power 0.99", "p ="):
         assert piece in text
 
 
@@ -149,7 +158,7 @@ def test_type_one_error_over_200_seeds():
     (false-fail rate of this test 1e-3; each seed: naive, E1, L=1, 4 cells, n=200)."""
     alpha = 0.05
     rejected = sum(
-        not check_lossless("naive", "E1", "chain(1)", method="chi2", n=200, alpha=alpha, seed=s).lossless
+        check_lossless("naive", "E1", "chain(1)", method="chi2", n=200, alpha=alpha, seed=s).status == "not lossless"
         for s in range(200)
     )
     assert sst.binomtest(rejected, 200, alpha).pvalue > 1e-3, rejected
@@ -178,7 +187,7 @@ def test_power_against_a_verifier_at_stated_tv(tv):
     assert abs(exact_v.tv_error - tv) < 1e-12  # the second token is an exact target draw
     n = specoracle.stats.sample_size(tv, cells=4, alpha=0.01, power=0.9)
     hits = sum(
-        not check_lossless(lossy, m, "chain(1)", method="chi2", projection="first_token", n=n, seed=s).lossless
+        check_lossless(lossy, m, "chain(1)", method="chi2", projection="first_token", n=n, seed=s).status == "not lossless"
         for s in range(40)
     )
     assert sst.binomtest(hits, 40, 0.9).pvalue > 1e-3, (hits, n)
@@ -215,3 +224,54 @@ def test_block_sampler_contract_is_checked():
         check_lossless(Sampler([[0]]), "E1", "chain(2)", n=10)
     with pytest.raises(InvalidArgument, match="chi2"):
         check_lossless(Sampler([[0, 1]]), "E1", "chain(1)", method="exact")
+
+
+@pytest.mark.parametrize("n,status", [(1, "inconclusive"), (40, "inconclusive"), (3000, "lossless")])
+def test_too_few_samples_is_inconclusive_never_lossless(n, status):
+    """detectable TV = sqrt(lambda / n) / 2 (noncentral chi-squared, scipy) decides against the 0.1
+    ceiling: n = 1 and 40 cannot see TV 0.1 on E1 chain(1)'s 4 cells, 3000 can."""
+    v = check_lossless("naive", "E1", "chain(1)", method="chi2", n=n, seed=2)
+    lam_dof = sst.ncx2.sf(sst.chi2.isf(0.01, v.dof), v.dof, 4 * n * 0.1**2)  # power at TV 0.1
+    assert v.status == status and (lam_dof >= 0.99) == (status == "lossless"), (v.summary(), lam_dof)
+    assert not v.lossless or status == "lossless"
+
+
+def test_a_rejection_is_not_inconclusive():
+    """A test that rejects is a finding at level alpha whatever its power: 400 draws of a uniform
+    token against (2/3, 1/3) reject (p ~ 1e-11) though they cannot see TV 0.1 on 4 cells."""
+    def verify(instance, rng):
+        return Outcome(0, int(rng.gen.integers(instance.V)))
+
+    verify.enumerable = False
+    v = check_lossless(verify, "E1", "chain(1)", n=400, tv_ceiling=0.01)
+    assert v.status == "not lossless" and v.detectable_tv > 0.01
+
+
+def test_budgets_refuse_before_work():
+    with pytest.raises(BudgetExceeded, match="max_seconds"):
+        check_lossless("naive", parse_model("random:50:0"), "chain(6)", method="exact")
+    with pytest.raises(BudgetExceeded, match="max_memory_gb"):
+        check_lossless("naive", "E2", "chain(2)", method="chi2", tv=1e-6)
+    with pytest.raises(BudgetExceeded, match="positions"):
+        check_lossless("naive", parse_model("random:50:0"), "chain(6)", method="chi2", projection="positions")
+    # auto falls back to the first-token projection when the marginals are out of budget
+    v = check_lossless("naive", parse_model("random:60:1"), "chain(4)", method="chi2", n=200)
+    assert v.projection == "first_token" and v.status == "inconclusive"
+
+
+@pytest.mark.parametrize("kw", [dict(seed=-1), dict(seed=1.5), dict(n=0), dict(max_seconds=0), dict(tv_ceiling=-1),
+                                dict(max_memory_gb="x")], ids=str)
+def test_bad_design_arguments(kw):
+    with pytest.raises(InvalidArgument):
+        check_lossless("naive", "E1", "chain(1)", method="chi2", **kw)
+
+
+def test_progress_states_the_expected_time(capsys):
+    check_lossless("naive", "E1", "chain(1)", method="chi2", n=50, progress=True)
+    assert "50 samples, expected time" in capsys.readouterr().err
+
+
+def test_verdict_table_lists_every_test_of_the_family():
+    v = check_lossless("naive", "E5", "chain(1)", method="chi2", projection="positions", n=400)
+    assert len(v.tests) == 2 and v.table().count("cell  observed") == 2
+    assert all(t.verifier == "naive" and t.seed == 0 for t in v.tests)

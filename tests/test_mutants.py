@@ -101,7 +101,7 @@ def test_chi2_check_flags_mutant_at_designed_size(m, projection, n):
     assert n is not None, f"{m.name}: no projection's chi-squared test can detect this mutant"
     model, scheme = _case(m)
     v = check_lossless(m.verify, model, scheme, method="chi2", projection=projection, n=n, alpha=ALPHA, power=POWER, seed=1)
-    assert v.samples == n
+    assert v.n == n
     assert not v.lossless, v.summary()
     assert v.p_value < ALPHA
 

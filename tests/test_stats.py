@@ -1,5 +1,5 @@
-"""The statistical design functions, tested against independent truths (scipy's noncentral
-chi-squared, statsmodels' Holm, brute-force sums, Monte Carlo with stated error rates)."""
+"""The statistics layer, tested against independent truths (scipy's noncentral chi-squared,
+statsmodels' Holm, brute-force sums, counts by hand, Monte Carlo with stated error rates)."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +11,7 @@ from scipy import stats as sst
 from specoracle import examples, exact, models, stats
 from specoracle import strategies as sos
 from specoracle.drafting import chain
-from specoracle.errors import InvalidArgument, UnknownName
+from specoracle.errors import BudgetExceeded, InvalidArgument, UnknownName
 
 
 def _power_scipy(n, tv, cells, alpha):
@@ -176,3 +176,67 @@ def test_sample_size_for_a_known_alternative():
     assert stats.sample_size_for(p1, p0) == stats.sample_size(0.05, cells=4)
     with pytest.raises(InvalidArgument, match="nothing to detect"):
         stats.sample_size_for(p0, p0)
+
+
+# --- the one chi-squared test on rows of tokens -----------------------------------------------------
+def test_chi2_rows_counts_blocks_by_hand():
+    """Five blocks of [n, 3] with -1 padding: cells (0,), (1,), (0, 1) and one outside the support."""
+    rows = np.array([[0, -1, -1], [0, 1, -1], [0, -1, -1], [2, 2, 2], [1, -1, -1]])
+    r = stats.chi2_rows(rows, {(0,): 0.5, (1,): 0.25, (0, 1): 0.25})
+    assert r.n == 5 and r.outside_support == 1
+    assert r.p_value == 0.0 and r.status == "fail" and r.worst[0].label == "outside the support"
+
+
+def test_chi2_rows_equals_pearson_by_hand():
+    # counts 30/20/50 against 0.25/0.25/0.5: statistic 5^2/25 + 5^2/25 + 0 = 2, dof 2, p = exp(-1)
+    rows = [[0]] * 30 + [[1]] * 20 + [[2]] * 50
+    r = stats.chi2_rows(rows, np.array([0.25, 0.25, 0.5]))
+    assert abs(r.statistic - 2.0) < 1e-12 and r.dof == 2 and abs(r.p_value - np.exp(-1)) < 1e-12
+    assert r.cells == 3 and r.outside_support == 0
+
+
+def test_chi2_rows_dense_law_cells_in_c_order():
+    # a dense [V] * 2 law: row (1, 0) is the cell of flat index 2
+    law = np.array([[0.0, 0.5], [0.5, 0.0]])
+    r = stats.chi2_rows([[0, 1], [1, 0], [1, 0], [0, 0]], law)
+    assert r.outside_support == 1 and r.n == 4
+
+
+def test_chi2_rows_rejects_an_unnormalised_law():
+    with pytest.raises(InvalidArgument, match="sum to 1"):
+        stats.chi2_rows([[0]], {(0,): 0.5})
+
+
+def test_status_pass_fail_inconclusive():
+    """judge: rejected -> fail; not rejected and detectable TV above the ceiling -> inconclusive."""
+    p0 = np.array([0.3, 0.2, 0.4, 0.1])
+    few = stats.chi2_gof([3, 2, 4, 1], p0)
+    many = stats.chi2_gof([3000, 2000, 4000, 1000], p0)
+    assert few.status == "inconclusive" and not few.passed and few.detectable_tv > stats.TV_CEILING
+    assert many.status == "pass" and many.passed
+    assert stats.chi2_gof([1000, 2000, 4000, 3000], p0).status == "fail"
+
+
+def test_detectable_tv_scales_as_one_over_sqrt_n():
+    # the worst-case noncentrality 4 n delta^2 depends on n delta^2 only: 4x samples halve delta
+    d1 = stats.detectable_tv(1000, cells=10, alpha=0.01, power=0.99)
+    d4 = stats.detectable_tv(4000, cells=10, alpha=0.01, power=0.99)
+    assert abs(d1 / d4 - 2) < 1e-12
+
+
+def test_derive_seed_is_stable_and_label_sensitive():
+    import zlib
+
+    # seeds printed in old reports must stay valid: crc32 of the labels joined by the unit separator
+    assert stats.derive_seed(0, "chi2", "bv") == zlib.crc32(b"0\x1fchi2\x1fbv")
+    assert stats.derive_seed(0, "chi2", "bv") != stats.derive_seed(1, "chi2", "bv")
+    assert stats.derive_seed(0, "chi2", "bv") != stats.derive_seed(0, "chi2", "naive")
+
+
+def test_position_marginals_refuse_beyond_their_budget():
+    from specoracle.reports import parse_model
+
+    m = parse_model("random:30:0")
+    assert stats.marginal_prefixes(30, 4) == 1 + 30 + 900 + 27000
+    with pytest.raises(BudgetExceeded, match="27,931"):
+        stats.position_marginals(m, 4, max_prefixes=1000)
