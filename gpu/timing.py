@@ -26,6 +26,7 @@ import torch
 
 from specoracle import registry
 from specoracle.drafting import Scheme, chain, parse_scheme
+from specoracle.errors import InvalidArgument
 from specoracle.instance import Instance
 from specoracle.randomness import Sampling
 
@@ -104,10 +105,17 @@ def bench(names=None, *, B: int = 64, V: int = 32_000, schemes=("iid(4,4)", "del
     """Time every twin (or ``names``) on ``B`` trees of each scheme at vocabulary ``V``.
 
     Returns one :class:`BenchRow` per (verifier, scheme) that ran; skipped ones carry a note and
-    ``twin_s = nan``.
+    ``twin_s = nan``. ``B``, ``repeats`` and ``reference_instances`` must be >= 1 and ``V`` >= 2
+    (InvalidArgument otherwise), ``device`` one that exists here.
     """
-    dtype = resolve_dtype(dtype)
     from . import TWINS
+    from .checks import resolve_device
+
+    for what, value, lo in (("B", B, 1), ("V", V, 2), ("repeats", repeats, 1),
+                            ("reference_instances", reference_instances, 1)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lo:
+            raise InvalidArgument(f"bench: {what} must be an int >= {lo}, got {value!r}")
+    dtype, device = resolve_dtype(dtype), resolve_device(device)
 
     names = list(names) if names is not None else registry.names()
     model = HashModel(V, seed, dtype=torch.float64, device=device)

@@ -82,12 +82,9 @@ def build_report(cfg: ReportConfig, *, command: str = "", only: tuple[str, ...] 
     t0, c0 = time.perf_counter(), time.process_time()
     ctx = Context(cfg)
     secs = tuple(run_section(ctx, n, k, t, fn) for n, k, t, fn in SECTIONS if only is None or k in only)
-    try:
-        from specoracle import gpu
+    from specoracle import gpu
 
-        twins = sorted(getattr(gpu, "TWINS", {}))
-    except ImportError:
-        twins = []
+    twins = sorted(gpu.TWINS)
     meta = {
         "command": command or f"specoracle report ({cfg.preset}, seed {cfg.seed})",
         "config": cfg.to_dict(),
@@ -103,8 +100,13 @@ def build_report(cfg: ReportConfig, *, command: str = "", only: tuple[str, ...] 
 
 def write_report(cfg: ReportConfig, out: str | os.PathLike = "specoracle-report", *, command: str = "",
                  only: tuple[str, ...] | None = None) -> tuple[Report, dict[str, Path]]:
-    """Build the report and write it under ``out``; returns the report and the written paths."""
-    from .render import write
+    """Build the report and write it under ``out``; returns the report and the written paths.
 
-    report = build_report(cfg, command=command, only=only)
-    return report, write(report, out)
+    ``out`` is checked and locked (:func:`~specoracle.reports.render.lock`) before any section
+    runs: a path that is not a directory, or a directory another report is writing, fails at once.
+    """
+    from .render import lock, write
+
+    with lock(out):
+        report = build_report(cfg, command=command, only=only)
+        return report, write(report, out)

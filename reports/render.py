@@ -2,7 +2,10 @@
 
 ``index.md`` links the PNG files next to it; ``index.html`` embeds the same PNGs as base64 data
 URIs and inlines its CSS, so the single file can be attached anywhere; ``results.json`` holds the
-configuration, provenance and every number (non-finite numbers written as ``null``).
+configuration, provenance, every number (non-finite numbers written as ``null``) and the list of
+files written. :func:`write` moves finished files into place from a temporary directory;
+:func:`lock` keeps two reports out of one directory; :func:`check_output` checks the directory
+before any work.
 """
 from __future__ import annotations
 
@@ -10,13 +13,18 @@ import base64
 import html
 import json
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+
+from specoracle.errors import InvalidArgument, SpecoracleError
 
 from .document import Report, Section, Table
 
-__all__ = ["to_markdown", "to_html", "write"]
+__all__ = ["to_markdown", "to_html", "write", "check_output", "lock", "LOCK_NAME"]
 
-_BADGE = {"ok": "#1a7f37", "fail": "#cf222e", "partial": "#9a6700", "missing": "#6e7781", "error": "#cf222e"}
+_BADGE = {"ok": "#1a7f37", "fail": "#cf222e", "inconclusive": "#9a6700", "error": "#cf222e"}
 
 
 def _cell(v) -> str:
@@ -158,23 +166,106 @@ def _html_section(s: Section, figdir: Path) -> str:
     return "\n".join(out)
 
 
-def write(report: Report, out: str | os.PathLike) -> dict[str, Path]:
-    """Write figures, ``index.md``, ``index.html`` and ``results.json`` under ``out``; return the paths."""
+# --- files --------------------------------------------------------------------------------------
+LOCK_NAME = ".specoracle-report.lock"
+"""Lock file that guards a report directory against two reports writing into it at once."""
+
+_MANAGED = (".png", ".md", ".html", ".json")  # suffixes of the files a report writes (and may remove)
+
+
+def check_output(out: str | os.PathLike) -> Path:
+    """The report directory ``out``, checked before any work: an existing directory, or a new one
+    under a writable directory (InvalidArgument otherwise, naming the path and the rule)."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InvalidArgument(f"output {str(out)!r} exists and is not a directory; give a directory (new, or one "
+                              f"holding an earlier report)")
+    existing = out if out.exists() else next(p for p in out.absolute().parents if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidArgument(f"output {str(out)!r}: {str(existing)!r} is not a writable directory")
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+@contextmanager
+def lock(out: str | os.PathLike):
+    """Hold the lock file ``out/.specoracle-report.lock`` (holding this process id) for the
+    duration; a second holder gets a SpecoracleError naming the process. A lock whose process no
+    longer exists is taken over."""
+    out = check_output(out)
     out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_NAME
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            text = path.read_text(encoding="utf-8", errors="replace").strip()
+            if not text.isdigit() or _alive(int(text)):
+                raise SpecoracleError(
+                    f"another report is writing to {str(out)!r} (lock file {str(path)!r}, process {text or '?'}); "
+                    f"wait for it to finish, or remove the lock file if that process is gone") from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(str(os.getpid()))
+        break
+    try:
+        yield out
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _previous_files(out: Path) -> list[str]:
+    """The files the previous report in ``out`` wrote (its ``results.json`` manifest)."""
+    try:
+        files = json.loads((out / "results.json").read_text(encoding="utf-8"))["meta"]["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [f for f in files if isinstance(f, str) and Path(f).name == f and not f.startswith(".")
+            and f.endswith(_MANAGED)]
+
+
+def write(report: Report, out: str | os.PathLike) -> dict[str, Path]:
+    """Write figures, ``index.md``, ``index.html`` and ``results.json`` under ``out``; return the paths.
+
+    Everything is first written to a temporary directory inside ``out`` and then moved into place
+    file by file (``results.json`` last), so an interrupted run never leaves a truncated file; the
+    files of the previous report that this one does not write (an ``--only`` rerun's other
+    sections) are removed, other files are left alone. ``results.json`` lists the files written
+    (``meta.files``).
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=True)
-    paths: dict[str, Path] = {}
-    for s in report.sections:
-        for f in s.figures:
-            p = out / f.filename
-            f.draw(str(p))
-            paths[f.filename] = p
-    paths["index.md"] = out / "index.md"
-    paths["index.md"].write_text(to_markdown(report), encoding="utf-8")
-    paths["index.html"] = out / "index.html"
-    paths["index.html"].write_text(to_html(report, out), encoding="utf-8")
-    paths["results.json"] = out / "results.json"
-    paths["results.json"].write_text(json.dumps(report.to_dict(), indent=1, allow_nan=False), encoding="utf-8")
-    return paths
+    out = check_output(out)
+    out.mkdir(parents=True, exist_ok=True)
+    previous = _previous_files(out)
+    tmp = Path(tempfile.mkdtemp(prefix=".specoracle-tmp-", dir=out))
+    try:
+        names = []
+        for s in report.sections:
+            for f in s.figures:
+                f.draw(str(tmp / f.filename))
+                names.append(f.filename)
+        names += ["index.md", "index.html", "results.json"]
+        (tmp / "index.md").write_text(to_markdown(report), encoding="utf-8")
+        (tmp / "index.html").write_text(to_html(report, tmp), encoding="utf-8")
+        data = report.to_dict()
+        data["meta"]["files"] = names
+        (tmp / "results.json").write_text(json.dumps(data, indent=1, allow_nan=False), encoding="utf-8")
+        for name in names:
+            os.replace(tmp / name, out / name)
+        for name in set(previous) - set(names):
+            (out / name).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {name: out / name for name in names}
