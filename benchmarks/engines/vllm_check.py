@@ -66,9 +66,9 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             v = check_lossless(VLLMVerifier(fn, **opts), model(), scheme, tv=args.tv, seed=args.seed)
             dt = time.perf_counter() - t
-            rows.append(dict(case=case, kernel=kname, lossless=v.lossless, n=v.samples, detectable_tv=v.detectable_tv,
+            rows.append(dict(case=case, kernel=kname, lossless=v.lossless, n=v.n, detectable_tv=v.detectable_tv,
                              p_value=v.p_value, statistic=v.statistic, dof=v.dof, seconds=dt))
-            print(f"{case:<32}{kname:<20}{'lossless' if v.lossless else 'NOT lossless':<14}n={v.samples:<8d}"
+            print(f"{case:<32}{kname:<20}{'lossless' if v.lossless else 'NOT lossless':<14}n={v.n:<8d}"
                   f"TV>={v.detectable_tv:.3f}  p={v.p_value:<10.3g}{dt:6.1f} s")
     if args.json:
         with open(args.json, "w") as f:

@@ -47,7 +47,8 @@ class Case:
 class ConformanceRow:
     """One row of the conformance table.
 
-    verdict : ``"lossless"``, ``"NOT lossless"``, ``"skipped"`` (engine not installed) or ``"error"``.
+    verdict : ``"lossless"``, ``"NOT lossless"``, ``"inconclusive"`` (too few samples to see the case's
+        TV), ``"skipped"`` (engine not installed) or ``"error"``.
     expected : ``"lossless"`` or ``"lossy"``.
     n, detectable_tv, p_value : the chi-squared design and result (None when skipped or failed).
     seconds : wall time of the case (the engine's import counts towards its first case).
@@ -179,8 +180,9 @@ def _row(case: Case, seed: int) -> ConformanceRow:
     except Exception as exc:  # an engine that breaks is a row, not a crash of the table
         return ConformanceRow(case.engine, case.name, case.expected, "error", None, None, None,
                               time.perf_counter() - t0, _version(dists), f"{type(exc).__name__}: {exc}")
-    return ConformanceRow(case.engine, case.name, case.expected, "lossless" if v.lossless else "NOT lossless",
-                          v.samples, v.detectable_tv, v.p_value, time.perf_counter() - t0, _version(dists), case.why)
+    verdict = {"lossless": "lossless", "not lossless": "NOT lossless"}.get(v.status, v.status)  # or "inconclusive"
+    return ConformanceRow(case.engine, case.name, case.expected, verdict,
+                          v.n, v.detectable_tv, v.p_value, time.perf_counter() - t0, _version(dists), case.why)
 
 
 def conformance_table(rows) -> str:
