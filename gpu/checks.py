@@ -40,7 +40,7 @@ from specoracle.exact import judged_length
 from specoracle.instance import Instance, Outcome
 from specoracle.models import ToyModel
 from specoracle.randomness import Coupled
-from specoracle.stats import TV_CEILING, Chi2Result, chi2_rows, derive_seed, sample_size
+from specoracle.stats import TV_CEILING, Chi2Result, check_count, chi2_rows, derive_seed, sample_size
 
 from . import twin as registered_twin
 from .batch import coupled_uniforms, from_instances, resolve_dtype
@@ -59,7 +59,7 @@ class ParityResult:
 
     Attributes
     ----------
-    name, model, scheme : what was compared.
+    verifier, model, scheme : what was compared.
     n : number of instances (:func:`parity_sequences`: of sequences).
     mismatches : instances whose accepted node or token differ (sequences: in any call).
     near_ties : mismatches whose reference run had a decision with ``|u - threshold| < 1e-6``.
@@ -70,7 +70,7 @@ class ParityResult:
     calls : verifier calls compared (``n`` for single-call parity).
     """
 
-    name: str
+    verifier: str
     model: str
     scheme: str
     n: int
@@ -165,7 +165,7 @@ def parity(name: str, model: ToyModel, scheme: Scheme, *, n_instances: int = 10_
     """
     entry = registry.resolve(name, scheme).entry
     tw = registered_twin(name) if use_twin is None else use_twin
-    n_instances, batch_size = _count("n_instances", n_instances), _count("batch_size", batch_size)
+    n_instances, batch_size = check_count("n_instances", n_instances), check_count("batch_size", batch_size)
     dtype, device = resolve_dtype(dtype), resolve_device(device)
     rng = np.random.default_rng(seed)
     calls = [_reference_call(entry, model, scheme, rng)[0] for _ in range(n_instances)]
@@ -175,7 +175,7 @@ def parity(name: str, model: ToyModel, scheme: Scheme, *, n_instances: int = 10_
     bad = [i for i in range(n_instances) if calls[i].out != got[i]]
     near = sum(1 for i in bad if calls[i].gap < NEAR_TIE)
     return ParityResult(
-        name=name,
+        verifier=name,
         model=model.name,
         scheme=scheme.name,
         n=n_instances,
@@ -204,7 +204,7 @@ def sample_blocks(name: str, model, scheme: Scheme, n: int, *, device="cpu", dty
     LongTensor [n, L+1]: accepted prefix + correction/bonus token, padded with ``-1``.
     """
     tw = registered_twin(name) if use_twin is None else use_twin
-    n, dtype, device = _count("n", n), resolve_dtype(dtype), resolve_device(device)
+    n, dtype, device = check_count("n", n), resolve_dtype(dtype), resolve_device(device)
     if table is None:
         table = TableModel(model, scheme.depth, device=device, dtype=torch.float64) if isinstance(model, ToyModel) else model
     batch = _drafted(model, table, scheme, n, derive_seed(seed, "draft"), dtype)
@@ -230,7 +230,7 @@ def _drafted(model, table, scheme: Scheme, n: int, seed: int, dtype):
 
 # --- stateful verifiers: whole sequences ----------------------------------------------------------
 def _default_length(scheme: Scheme, length: int | None) -> int:
-    return judged_length(scheme, stateful=True) if length is None else _count("length", length)
+    return judged_length(scheme, stateful=True) if length is None else check_count("length", length)
 
 
 def _stateful_pair(name: str, use_twin):
@@ -257,7 +257,7 @@ def parity_sequences(name: str, model: ToyModel, scheme: Scheme, *, n_sequences:
     entry, tw = _stateful_pair(name, use_twin)
     entry.require(scheme)
     length = _default_length(scheme, length)
-    n_sequences, batch_size = _count("n_sequences", n_sequences), _count("batch_size", batch_size)
+    n_sequences, batch_size = check_count("n_sequences", n_sequences), check_count("batch_size", batch_size)
     dtype, device = resolve_dtype(dtype), resolve_device(device)
     rng = np.random.default_rng(seed)
     seqs = []  # per sequence: its list of _Call
@@ -285,7 +285,7 @@ def parity_sequences(name: str, model: ToyModel, scheme: Scheme, *, n_sequences:
     bad = sorted(first_bad)
     gaps = [first_bad[i][3] for i in bad]
     return ParityResult(
-        name=name,
+        verifier=name,
         model=model.name,
         scheme=f"{scheme.name}, sequences of {length}",
         n=n_sequences,
@@ -314,7 +314,7 @@ def sample_sequences(name: str, model, scheme: Scheme, n: int, length: int, *, d
     LongTensor [n, length].
     """
     _, tw = _stateful_pair(name, use_twin)
-    n, length = _count("n", n), _count("length", length)
+    n, length = check_count("n", n), check_count("length", length)
     dtype, device = resolve_dtype(dtype), resolve_device(device)
     L = scheme.depth
     if table is None:
@@ -385,7 +385,7 @@ def chi2_twin(name: str, model: ToyModel, scheme: Scheme, *, against: str = "ref
     if n is None:
         cells = sum(1 for v in law.values() if float(v) > 0) if isinstance(law, dict) else int((np.asarray(law) > 0).sum())
         n = sample_size(tv, cells=max(cells, 2), alpha=alpha, power=power)
-    n = _count("n", n)
+    n = check_count("n", n)
     Estimate(f"chi2 of the {name} twin: {n:,} samples of {length} tokens", None, n * length * 8 * 6 / 2**30,
              "raise tv, lower power, or give fewer samples (n, --samples)").require(max_memory_gb=max_memory_gb)
     if stateful:
@@ -406,12 +406,6 @@ def chi2_twin(name: str, model: ToyModel, scheme: Scheme, *, against: str = "ref
 
 
 # --- arguments ----------------------------------------------------------------------------------------
-def _count(name: str, n) -> int:
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise InvalidArgument(f"{name} must be a positive int, got {n!r}")
-    return int(n)
-
-
 def _generator(device, seed: int, label: str) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(derive_seed(seed, label))
 

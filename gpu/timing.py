@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from specoracle import registry
+from specoracle.check import MAX_MEMORY_GB, Estimate
 from specoracle.drafting import Scheme, chain, parse_scheme
-from specoracle.errors import InvalidArgument
+from specoracle.stats import check_count
 from specoracle.instance import Instance
 from specoracle.randomness import Sampling
 
@@ -101,27 +102,31 @@ def _instances(batch64: TreeBatch, count: int) -> list[Instance]:
 
 def bench(names=None, *, B: int = 64, V: int = 32_000, schemes=("iid(4,4)", "delayed(4,2,2)"),
           dtype=torch.float32, device="cpu", repeats: int = 5, reference_instances: int = 8,
-          seed: int = 0, progress=None) -> list[BenchRow]:
+          seed: int = 0, progress=None, max_memory_gb: float = MAX_MEMORY_GB) -> list[BenchRow]:
     """Time every twin (or ``names``) on ``B`` trees of each scheme at vocabulary ``V``.
 
     Returns one :class:`BenchRow` per (verifier, scheme) that ran; skipped ones carry a note and
     ``twin_s = nan``. ``B``, ``repeats`` and ``reference_instances`` must be >= 1 and ``V`` >= 2
-    (InvalidArgument otherwise), ``device`` one that exists here.
+    (InvalidArgument otherwise), ``device`` one that exists here; a batch whose laws ``[B, N, V]``
+    would need more than ``max_memory_gb`` is refused before any allocation (BudgetExceeded).
     """
     from . import TWINS
     from .checks import resolve_device
 
     for what, value, lo in (("B", B, 1), ("V", V, 2), ("repeats", repeats, 1),
                             ("reference_instances", reference_instances, 1)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lo:
-            raise InvalidArgument(f"bench: {what} must be an int >= {lo}, got {value!r}")
+        check_count(what, value, lo)
     dtype, device = resolve_dtype(dtype), resolve_device(device)
+    schemes = [parse_scheme(s) if isinstance(s, str) else s for s in schemes]
+    N = max(1 + s.draws for s in schemes)
+    # p and q of the batch in float64 (drafting) and in dtype, plus the drafting model's rows
+    Estimate(f"bench batch of B={B} trees x N={N} nodes x V={V}", None, 6 * 8 * B * N * V / 2**30,
+             "lower --batch or --vocab").require(max_memory_gb=max_memory_gb)
 
     names = list(names) if names is not None else registry.names()
     model = HashModel(V, seed, dtype=torch.float64, device=device)
     rows: list[BenchRow] = []
-    for spec in schemes:
-        scheme = parse_scheme(spec) if isinstance(spec, str) else spec
+    for scheme in schemes:
         batches: dict[str, tuple[TreeBatch, TreeBatch, list]] = {}
         for name in names:
             entry = registry.get(name)

@@ -186,6 +186,14 @@ def check_output(out: str | os.PathLike) -> Path:
     return out
 
 
+def _made(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidArgument(f"output {str(out)!r} cannot be created ({exc.strerror}); give a writable directory") from None
+    return out
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -201,8 +209,7 @@ def lock(out: str | os.PathLike):
     """Hold the lock file ``out/.specoracle-report.lock`` (holding this process id) for the
     duration; a second holder gets a SpecoracleError naming the process. A lock whose process no
     longer exists is taken over."""
-    out = check_output(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _made(check_output(out))
     path = out / LOCK_NAME
     for _ in range(2):
         try:
@@ -246,8 +253,7 @@ def write(report: Report, out: str | os.PathLike) -> dict[str, Path]:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
-    out = check_output(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _made(check_output(out))
     previous = _previous_files(out)
     tmp = Path(tempfile.mkdtemp(prefix=".specoracle-tmp-", dir=out))
     try:

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import examples, stats
-from .drafting import Scheme, parse_scheme
+from .drafting import Scheme, parse_scheme, without_replacement
 from .errors import BudgetExceeded, InvalidArgument, InvalidInstance, unknown_name
 from .exact import LOSSLESS_TOL, judged_length, shifted
 from .instance import Instance, Outcome
@@ -161,34 +161,48 @@ def _positive_number(name: str, x) -> float:
         v = float(x)
     except (TypeError, ValueError):
         raise InvalidArgument(f"{name} must be a positive number, got {x!r}") from None
-    if not v > 0:
+    if not v > 0:  # NaN fails too
         raise InvalidArgument(f"{name} must be a positive number, got {x!r}")
     return v
 
 
-def enumeration_size(scheme: Scheme, V: int) -> int:
+def _exp(log_x: float) -> float:
+    """``exp(log_x)``: ``inf`` beyond the float range, rounded to the integer it counts below 2^50."""
+    if log_x > 700:
+        return math.inf
+    x = math.exp(log_x)
+    return float(round(x)) if x < 2.0**50 else x
+
+
+def _pow(base: float, k: float) -> float:
+    """``base ** k`` in floats, ``inf`` beyond their range (a count, never an OverflowError)."""
+    return _exp(k * math.log(base)) if base > 0 else float(k == 0)
+
+
+def enumeration_size(scheme: Scheme, V: int) -> float:
     """Upper bound on the number of draft sequences the exact engine enumerates (leaves of the
     drafting decision tree): ``V^(draws)`` for chain/iid/delayed, products of falling factorials
-    for without-replacement trees."""
+    for without-replacement trees; ``inf`` beyond the float range.
+
+    >>> from specoracle import drafting
+    >>> enumeration_size(drafting.without_replacement((2, 1)), 4)   # 4 * 3 ordered root pairs, then 4 x 4
+    192.0
+    """
     if scheme.kind == "without_replacement":
-        total, nodes = 1, 1
+        log_total, nodes = 0.0, 1.0
         for b in scheme.branching:
             b = min(b, V)
-            total *= math.perm(V, b) ** nodes
+            log_total += nodes * (math.lgamma(V + 1) - math.lgamma(V - b + 1))
             nodes *= b
-        return total
-    draws = scheme.trunk + (scheme.k * scheme.branch if scheme.branch else 0)
-    return V**draws
+        return _exp(log_total)
+    return _pow(V, scheme.draws)
 
 
-def _max_nodes(scheme: Scheme) -> int:
+def _tree_nodes(scheme: Scheme, V: int) -> int:
+    """Most nodes of a tree drafted on ``V`` tokens (without replacement: at most ``V`` children)."""
     if scheme.kind == "without_replacement":
-        nodes, width = 1, 1
-        for b in scheme.branching:
-            width *= b
-            nodes += width
-        return nodes
-    return 1 + scheme.trunk + scheme.k * scheme.branch
+        return 1 + without_replacement([min(b, V) for b in scheme.branching]).draws
+    return 1 + scheme.draws
 
 
 def exact_work(model: ToyModel, scheme: Scheme, *, stateful: bool = False) -> float:
@@ -204,10 +218,10 @@ def exact_work(model: ToyModel, scheme: Scheme, *, stateful: bool = False) -> fl
     6144.0
     """
     V = model.V
-    work = float(enumeration_size(scheme, V)) * (_max_nodes(scheme) + 1) * V
+    work = enumeration_size(scheme, V) * (_tree_nodes(scheme, V) + 1) * V
     if stateful:
-        work *= sum(float(V) ** i for i in range(judged_length(scheme, True)))
-    return work
+        work *= stats.marginal_prefixes(V, judged_length(scheme, True))
+    return float(work)
 
 
 def estimate_exact(model: ToyModel, scheme: Scheme, *, stateful: bool = False) -> Estimate:
@@ -217,7 +231,7 @@ def estimate_exact(model: ToyModel, scheme: Scheme, *, stateful: bool = False) -
     return Estimate(
         f"exact enumeration of {scheme.name} on {model.name} (~{exact_work(model, scheme, stateful=stateful):.3g} leaves)",
         exact_work(model, scheme, stateful=stateful) * SECONDS_PER_LEAF,
-        3 * 8 * float(model.V) ** length / 2**30,
+        3 * 8 * _pow(model.V, length) / 2**30,
         "use method='chi2' (--method chi2), a smaller scheme or a smaller vocabulary",
     )
 
@@ -227,11 +241,11 @@ def estimate_bound(model: ToyModel, scheme: Scheme) -> Estimate:
     draft trees, and the universal LP's ``trees x nodes x V`` variables (an upper bound: trees with
     equal node sets are merged) plus one row per sequence of ``V^(L+1)``."""
     V, L = model.V, scheme.depth
-    trees = float(enumeration_size(scheme, V))
-    variables = trees * _max_nodes(scheme) * V + float(V) ** (L + 1)
+    trees = enumeration_size(scheme, V)
+    variables = trees * _tree_nodes(scheme, V) * V + _pow(V, L + 1)
     return Estimate(
         f"LP bounds of {scheme.name} on {model.name} ({trees:.3g} draft sequences, ~{variables:.3g} LP variables)",
-        trees * _row_seconds(model, L) * (_max_nodes(scheme) + 1) + variables * SECONDS_PER_LP_VARIABLE,
+        trees * _row_seconds(model, L) * (_tree_nodes(scheme, V) + 1) + variables * SECONDS_PER_LP_VARIABLE,
         variables * BYTES_PER_LP_VARIABLE / 2**30,
         "use a smaller scheme or vocabulary",
     )
@@ -375,12 +389,6 @@ def _name(verifier) -> str:
     return getattr(verifier, "name", None) or getattr(verifier, "__name__", None) or type(verifier).__name__
 
 
-def _count(name: str, n) -> int:
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise InvalidArgument(f"{name} must be a positive int, got {n!r}")
-    return int(n)
-
-
 # --- sampling --------------------------------------------------------------------------------------
 def _check_outcome(o, inst: Instance, name: str) -> tuple:
     if not isinstance(o, Outcome):
@@ -509,9 +517,9 @@ def sample_sequences(verifier, model, scheme, n: int, *, seed: int = 0, length: 
     model, state carried, truncated).
     """
     model, scheme, verifier = _model(model), _scheme(scheme), _coerce(verifier)
-    n = _count("n", n)
+    n = stats.check_count("n", n)
     stateful = not _is_sampler(verifier) and resolve(verifier, scheme).stateful
-    length = judged_length(scheme, stateful) if length is None else _count("length", length)
+    length = judged_length(scheme, stateful) if length is None else stats.check_count("length", length)
     return _Sampler(verifier, model, scheme, length, enum_limit).draw(n, seed)
 
 
@@ -549,7 +557,7 @@ def _exact(verifier, model: ToyModel, scheme: Scheme, tol: float, stateful: bool
 def _projection(projection: str, V: int, length: int, max_cells: int, context_order) -> str:
     if projection != "auto":
         return projection
-    if float(V) ** length <= max_cells:
+    if _pow(V, length) <= max_cells:
         return "full"
     return "positions" if stats.marginal_prefixes(V, length, context_order) <= stats.MAX_PREFIXES else "first_token"
 
@@ -619,13 +627,14 @@ def check_lossless(
     if projection not in PROJECTIONS:
         raise unknown_name("projection", projection, PROJECTIONS)
     alpha, power, tv = stats.check_level("alpha", alpha), stats.check_level("power", power), stats.check_level("tv", tv)
-    tv_ceiling = _positive_number("tv_ceiling", tv_ceiling)
+    tv_ceiling, tol = _positive_number("tv_ceiling", tv_ceiling), _positive_number("tol", tol)
     budget = dict(max_seconds=_positive_number("max_seconds", max_seconds),
                   max_memory_gb=_positive_number("max_memory_gb", max_memory_gb))
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise InvalidArgument(f"seed must be a non-negative int, got {seed!r}")
+    seed = stats.check_count("seed", seed, 0)
     if n is not None:
-        n = _count("n", n)
+        n = stats.check_count("n", n)
+    if context_order is not None:
+        context_order = stats.check_count("context_order", context_order, 0)
     model, scheme, verifier = _model(model), _scheme(scheme), _coerce(verifier)
     design = dict(alpha=alpha, power=power, tv=tv, tv_ceiling=tv_ceiling)
     if _is_sampler(verifier):
@@ -662,9 +671,9 @@ def _chi2(verifier, model, scheme, name, stateful, n, seed, projection, max_cell
     V = model.V
     projection = _projection(projection, V, length, max_cells, context_order)
     if projection == "full":
-        Estimate(f"the full target law on V^{length} = {float(V) ** length:.3g} cells",
+        Estimate(f"the full target law on V^{length} = {_pow(V, length):.3g} cells",
                  stats.marginal_prefixes(V, length) * _row_seconds(model, length),
-                 3 * 8 * float(V) ** length / 2**30, "use projection 'positions' or 'first_token'").require(**budget)
+                 3 * 8 * _pow(V, length) / 2**30, "use projection 'positions' or 'first_token'").require(**budget)
         laws = [np.asarray(model.target_law(length), float)]
         rows_needed = length
     elif projection == "first_token":
@@ -681,10 +690,14 @@ def _chi2(verifier, model, scheme, name, stateful, n, seed, projection, max_cell
     cells = max(2, max(int((e > 0).sum()) for e in laws))
     if n is None:
         n = stats.sample_size(tv, cells=cells, alpha=a_each, power=power)
-    sampler = _Sampler(verifier, model, scheme, rows_needed, enum_limit=5000)
-    mem = n * (rows_needed + scheme.depth + 1) * 8 * 4 / 2**30
-    Estimate(f"chi2: {n:,} samples of {name}", None, mem,
+    # before timing a single row: every sample drafts up to `draws` tokens (one q row each) and holds
+    # its rows; a tree of N nodes holds [N, V] laws
+    nodes = _tree_nodes(scheme, V)
+    mem = (n * (rows_needed + scheme.depth + 1) * 8 * 4 + nodes * V * 8 * 4) / 2**30
+    Estimate(f"chi2: {n:,} samples of {name} (trees of up to {nodes:,} nodes)",
+             n * nodes * (SECONDS_PER_ROW[0] + SECONDS_PER_ROW[1] * V), mem,
              "raise tv, lower power, or give fewer samples (n, --samples)").require(**budget)
+    sampler = _Sampler(verifier, model, scheme, rows_needed, enum_limit=5000)
     per_row = sampler.seconds_per_row(n, seed)
     est = Estimate(f"chi2: {n:,} samples of {name} at {per_row * 1e3:.3g} ms each", n * per_row, mem,
                    "raise tv, lower power, or give fewer samples (n, --samples)").require(**budget)

@@ -58,6 +58,18 @@ class Scheme:
         return self.trunk + self.branch
 
     @property
+    def draws(self) -> int:
+        """Most draft tokens drawn for one tree: the non-root nodes of its largest tree
+        (``trunk + k * branch``; without replacement, ``b1 + b1 b2 + ...``)."""
+        if self.kind == "without_replacement":
+            total, width = 0, 1
+            for b in self.branching:
+                width *= b
+                total += width
+            return total
+        return self.trunk + self.k * self.branch
+
+    @property
     def name(self) -> str:
         """Short label, e.g. ``iid(2,2)``, ``delayed(2,1,1)``, ``wor(2,1)``."""
         if self.kind == "chain":

@@ -39,6 +39,7 @@ __all__ = [
     "INCONCLUSIVE",
     "STATUSES",
     "check_level",
+    "check_count",
     "derive_seed",
     "judge",
     "Cell",
@@ -82,6 +83,14 @@ def check_level(name: str, x) -> float:
     if not 0.0 < v < 1.0:
         raise InvalidArgument(f"{name} must lie strictly between 0 and 1, got {x!r}")
     return v
+
+
+def check_count(name: str, x, lo: int = 1) -> int:
+    """``x`` as an int ``>= lo`` (a sample size, a length, a seed), or InvalidArgument (bools and
+    floats are refused, not rounded)."""
+    if not isinstance(x, (int, np.integer)) or isinstance(x, bool) or x < lo:
+        raise InvalidArgument(f"{name} must be an int >= {lo}, got {x!r}")
+    return int(x)
 
 
 def derive_seed(seed: int, *labels) -> int:
@@ -230,6 +239,10 @@ def chi2_gof(counts, expected_probs, *, alpha: float = 0.01, power: float = 0.99
         raise InvalidArgument(f"counts {c.shape} and expected_probs {p.shape} differ in shape")
     if not (np.all(np.isfinite(p)) and np.all(p >= 0)):
         raise InvalidArgument("expected_probs must be finite and non-negative")
+    if not (np.all(np.isfinite(c)) and np.all(c >= 0)):
+        raise InvalidArgument("counts must be finite and non-negative")
+    if not float(min_expected) > 0:
+        raise InvalidArgument(f"min_expected must be a positive number of counts per pooled cell, got {min_expected!r}")
     n = int(round(c.sum()))
     if n <= 0:
         raise InvalidArgument("chi2_gof needs at least one observation")
@@ -289,7 +302,10 @@ def chi2_rows(rows, law, *, alpha: float = 0.01, power: float = 0.99, min_expect
     >>> r.n, r.outside_support, r.p_value
     (4, 0, 1.0)
     """
-    r = np.asarray(rows, dtype=np.int64)
+    r = np.asarray(rows)
+    if r.size and not np.issubdtype(r.dtype, np.integer):
+        raise InvalidArgument(f"rows must hold integer token ids, got dtype {r.dtype}")
+    r = r.astype(np.int64)
     if r.ndim == 1:
         r = r[:, None]
     if r.ndim != 2 or r.shape[0] < 1:
@@ -331,9 +347,7 @@ def pooled(law, groups: list[np.ndarray]) -> np.ndarray:
 
 
 def _check_cells(cells) -> int:
-    if not isinstance(cells, (int, np.integer)) or isinstance(cells, bool) or cells < 2:
-        raise InvalidArgument(f"cells must be an int >= 2 (a test needs two cells), got {cells!r}")
-    return int(cells)
+    return check_count("cells", cells, 2)
 
 
 def chi2_power(w: float, n: int, *, cells: int, alpha: float) -> float:
@@ -390,7 +404,10 @@ def sample_size(tv: float, *, cells: int, alpha: float = 0.01, power: float = 0.
     """
     tv = check_level("tv", tv)
     lam = noncentrality(cells=cells, alpha=alpha, power=power)
-    n = max(1, math.ceil(lam / (2.0 * tv) ** 2 - 1e-9))
+    x = lam / (2.0 * tv) / (2.0 * tv)
+    if not x < 1e250:
+        raise InvalidArgument(f"tv={tv!r} is too small: detecting it would take about {x:.3g} samples")
+    n = max(1, math.ceil(x - 1e-9))
     if n < 10**12:  # guard the root finder's tolerance where the power function can be evaluated
         while chi2_power(2.0 * tv, n, cells=cells, alpha=alpha) < power:
             n += 1
@@ -407,9 +424,7 @@ def detectable_tv(n: int, *, cells: int, alpha: float = 0.01, power: float = 0.9
     >>> round(detectable_tv(74564, cells=4, alpha=0.01, power=0.99), 6)
     0.01
     """
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise InvalidArgument(f"n must be a positive int, got {n!r}")
-    return float(math.sqrt(noncentrality(cells=cells, alpha=alpha, power=power) / n) / 2.0)
+    return float(math.sqrt(noncentrality(cells=cells, alpha=alpha, power=power) / check_count("n", n)) / 2.0)
 
 
 def cohen_w(expected_probs, alternative_probs) -> float:
@@ -557,14 +572,22 @@ MAX_PREFIXES = 1_000_000
 """Default limit on the prefixes :func:`position_marginals` visits (about a minute of model calls)."""
 
 
-def marginal_prefixes(V: int, length: int, context_order: int | None = None) -> int:
+def marginal_prefixes(V: int, length: int, context_order: int | None = None) -> float:
     """Upper bound on the prefixes :func:`position_marginals` visits: ``sum_{i < length} V^i``, or
-    with ``context_order = c`` at most ``V^min(i, c)`` per position.
+    with ``context_order = c`` at most ``V^min(i, c)`` per position (``inf`` beyond the float range).
 
     >>> marginal_prefixes(50, 7), marginal_prefixes(50, 7, context_order=1)
     (15943877551, 301)
     """
-    return sum(V ** (i if context_order is None else min(i, context_order)) for i in range(length))
+    length = check_count("length", length, 0)
+    if context_order is not None:
+        context_order = check_count("context_order", context_order, 0)
+    if length < 1:
+        return 0
+    c = length - 1 if context_order is None else min(context_order, length - 1)
+    if c * math.log(max(V, 2)) > 700:
+        return math.inf
+    return sum(V**i for i in range(c + 1)) + (length - 1 - c) * V**c
 
 
 def position_marginals(model, length: int, *, context_order: int | None = None,
@@ -581,7 +604,7 @@ def position_marginals(model, length: int, *, context_order: int | None = None,
     before the work starts).
     """
     V = model.V
-    need = marginal_prefixes(V, length, context_order)
+    need = marginal_prefixes(V, length, context_order)  # validates length and context_order
     states: dict[tuple, float] = {(): 1.0}
     out = np.zeros((length, V))
     visited = 0

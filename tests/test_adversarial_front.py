@@ -320,3 +320,73 @@ def test_license_is_spdx_and_every_package_is_listed():
     on_disk = {"specoracle." + ".".join(p.relative_to(ROOT / "specoracle").parts)
                for p in (ROOT / "specoracle").iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
     assert on_disk <= packages, on_disk - packages
+
+
+# --- the closing adversarial pass: what it found in the front layer -----------------------------
+@pytest.mark.parametrize("kw", [dict(tol=-1.0), dict(tol=float("nan")), dict(min_expected=0.0, method="chi2", n=100),
+                                dict(context_order=-1, method="chi2", n=100, projection="positions")],
+                         ids=["tol<0", "tol-nan", "min_expected-0", "context_order<0"])
+def test_meaningless_design_values_are_refused(kw):
+    """A negative or NaN tol made every verifier 'not lossless'; min_expected 0 and a negative
+    context order were accepted."""
+    from specoracle.check import check_lossless
+
+    kw = {"method": "exact", **kw}
+    with pytest.raises(InvalidArgument):
+        check_lossless("bv", "E5", "chain(1)", **kw)
+
+
+@pytest.mark.parametrize("counts", [[-1, 5], [float("nan"), 5]], ids=["negative", "nan"])
+def test_chi2_gof_refuses_impossible_counts(counts):
+    from specoracle import stats
+
+    with pytest.raises(InvalidArgument, match="counts"):
+        stats.chi2_gof(counts, [0.5, 0.5])
+
+
+def test_chi2_rows_refuses_fractional_tokens():
+    """Row [0.5] was read as token 0."""
+    from specoracle import stats
+
+    with pytest.raises(InvalidArgument, match="integer"):
+        stats.chi2_rows([[0.5]], {(0,): 1.0})
+
+
+def test_marginals_of_a_negative_length_are_refused():
+    from specoracle import stats
+
+    with pytest.raises(InvalidArgument, match="length"):
+        stats.position_marginals(examples.E5(), -1)
+
+
+def test_a_tv_below_the_float_range_is_refused():
+    """tv=1e-300 divided by zero inside the design."""
+    from specoracle import stats
+
+    with pytest.raises(InvalidArgument, match="too small"):
+        stats.sample_size(1e-300, cells=4)
+
+
+def test_bench_refuses_a_batch_beyond_memory(capfd):
+    """``bench --vocab 10^12`` died in the allocator with a traceback."""
+    code, out, _ = _main(capfd, "bench", "--vocab", "1000000000000", "--verifier", "naive", "--scheme", "chain(2)",
+                         "--json")
+    assert code == 2 and "--max-memory-gb" in _one_json_object(out)["error"]["message"]
+
+
+def test_report_into_an_uncreatable_directory_is_a_usage_error(capfd, tmp_path):
+    """``report --out`` under a path that cannot hold a directory gave a FileNotFoundError traceback."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, out, _ = _main(capfd, "report", "--quick", "--out", str(blocker / "sub" / "r"), "--json")
+    assert code == 2 and _one_json_object(out)["error"]["message"]
+
+
+@pytest.mark.parametrize("scheme", ["iid(1000000000,1)", "chain(99999999999)"])
+def test_enormous_schemes_are_refused_at_once(scheme):
+    from specoracle.check import check_lossless
+
+    t0 = time.perf_counter()
+    with pytest.raises(SpecoracleError, match="max_seconds"):
+        check_lossless("traversal" if scheme.startswith("iid") else "bv", "E2", scheme)
+    assert time.perf_counter() - t0 < 10
