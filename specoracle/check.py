@@ -135,6 +135,7 @@ class Estimate:
     def require(self, max_seconds: float = MAX_SECONDS, max_memory_gb: float = MAX_MEMORY_GB) -> "Estimate":
         """``self``, or :class:`~specoracle.errors.BudgetExceeded` naming the estimate, the budget
         and what to change."""
+        max_seconds, max_memory_gb = _positive_number("max_seconds", max_seconds), _positive_number("max_memory_gb", max_memory_gb)
         over = []
         if self.seconds is not None and not self.seconds <= max_seconds:
             over.append(f"time budget max_seconds={max_seconds:g} (--max-seconds)")
