@@ -685,7 +685,7 @@ def _chi2(verifier, model, scheme, name, stateful, n, seed, projection, max_cell
         Estimate(f"the marginals of {length} positions ({prefixes:.3g} prefixes at V={V})",
                  prefixes * _row_seconds(model, length), prefixes * (8 * V + 200) / 2**30,
                  "use projection 'first_token', or give context_order for an n-gram model").require(**budget)
-        laws = list(stats.position_marginals(model, length, context_order=context_order, max_prefixes=max(prefixes, 1)))
+        laws = list(stats.position_marginals(model, length, context_order=context_order, max_prefixes=math.inf))
         rows_needed = length
     a_each = alpha / len(laws)  # design at the Bonferroni level; Holm is at least as powerful
     cells = max(2, max(int((e > 0).sum()) for e in laws))

@@ -609,14 +609,16 @@ def position_marginals(model, length: int, *, context_order: int | None = None,
     out = np.zeros((length, V))
     visited = 0
     for i in range(length):
+        last = i == length - 1
         visited += len(states)
-        if visited > max_prefixes:
+        # this level's rows, and at most V children each for the next level: refuse before the work
+        children = len(states) * V if context_order is None else min(len(states) * V, V**context_order)
+        if visited + (0 if last else children) > max_prefixes:
             raise BudgetExceeded(
                 f"the marginals of {length} positions at V={V} visit up to {need:,} prefixes, above the limit of "
                 f"{max_prefixes:,}; test fewer positions (projection 'first_token'), give context_order for an "
                 f"n-gram model, or raise max_prefixes"
             )
-        last = i == length - 1
         nxt: dict[tuple, float] = {}
         for u, w in states.items():
             row = np.asarray(model.p(u), dtype=np.float64) * w
