@@ -21,9 +21,9 @@ exceeds ``--max-seconds`` (default 900) or ``--max-memory-gb`` (default 4), nami
 and what to change (:class:`specoracle.check.Estimate`). Long samplings print their expected time
 and a progress bar on stderr (``--no-progress`` turns it off).
 
-Output: every subcommand takes ``--json``: exactly one JSON object (``bench``, ``claims``: a list) on stdout,
-errors included as ``{"error": {"type", "message", "exit_status"}}``. Solver banners and progress
-go to stderr.
+Output: every subcommand takes ``--json``: exactly one JSON object (``bench``, ``claims``: a
+list) on stdout, errors included as ``{"error": {"type", "message", "exit_status"}}``. Solver
+banners and progress go to stderr.
 
 Exit status: 0 success (lossless, every report section ok); 1 a check failed (not lossless, a
 report section failed); 2 bad usage or input (unknown name, bad argument, a budget exceeded, an
