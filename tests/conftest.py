@@ -20,13 +20,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 def pytest_collection_modifyitems(config, items):
-    try:
-        import torch
+    import torch
 
-        has_cuda = torch.cuda.is_available()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        has_cuda = False
-    if has_cuda:
+    if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="no CUDA device on this machine (cuda tests run on the GPU machine)")
     for item in items:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402
 
 from specoracle import examples, exact, models, stats  # noqa: E402
 from specoracle.adapters.batched import (  # noqa: E402
@@ -191,7 +191,6 @@ HF_CASES = [(2, 1, 0), (3, 2, 1), (4, 3, 2), (4, 1, 3), (2, 3, 4)]
 
 @pytest.fixture(scope="module")
 def hf():
-    pytest.importorskip("transformers")
     from specoracle.adapters.transformers import TransformersVerifier
 
     return TransformersVerifier()
@@ -215,7 +214,6 @@ def test_transformers_speculative_sampling_is_lossless_tv002(hf, V, L, seed, cap
 
 
 def test_transformers_broken_copy_is_flagged():
-    pytest.importorskip("transformers")
     from specoracle.adapters.transformers import TransformersVerifier, residual_next_row_copy
 
     broken = TransformersVerifier(residual_next_row_copy)

@@ -12,7 +12,6 @@ import json
 
 import pytest
 
-pytest.importorskip("torch")
 
 from specoracle import models  # noqa: E402
 from specoracle.adapters import conformance as conf  # noqa: E402

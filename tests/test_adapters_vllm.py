@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402
 
 from specoracle import models  # noqa: E402
 from specoracle.adapters.vllm import (  # noqa: E402

@@ -15,7 +15,6 @@ from specoracle.errors import InvalidArgument
 from specoracle.randomness import Coupled
 from specoracle.stats import chi2_gof
 
-pytest.importorskip("specoracle.gpu")
 from specoracle.gpu import batch as gb  # noqa: E402
 from specoracle.gpu import drafting as gd  # noqa: E402
 from specoracle.gpu.traversal import event_order  # noqa: E402

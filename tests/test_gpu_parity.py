@@ -15,7 +15,7 @@ from specoracle import Instance, drafting, examples, models, registry
 from specoracle.errors import InvalidArgument, InvalidInstance
 from specoracle.randomness import categorical_from_uniform
 
-gpu = pytest.importorskip("specoracle.gpu")
+from specoracle import gpu  # noqa: E402
 from specoracle.gpu import batch as gb  # noqa: E402
 from specoracle.gpu.chain import BV, NAIVE  # noqa: E402
 

@@ -140,7 +140,6 @@ def test_depth1_e2_acceptance_is_092():
     assert res.expected_accepted == F(23, 25)
 
 
-@pytest.mark.skipif("rrs_wor" not in registry.names(), reason="rrs_wor (reference/rrs.py) not registered yet")
 @pytest.mark.parametrize("model_name", ["E2", "E5"])
 @pytest.mark.parametrize("k", [2, 3])
 def test_depth1_traversal_equals_registered_rrs_wor(model_name, k):

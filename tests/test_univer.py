@@ -114,8 +114,6 @@ def test_subtree_success_probability_equals_weight(scheme, weight):
 def test_efficiency_at_least_rrs_wor(model_name, scheme):
     # Measured (not a theorem): univer >= traversal >= rrs_wor on every E2/E3/E5 case; the plan is
     # augmented from traversal's local flow (from a zero start E2 wor(3,1) gave 2.66 < TV 2.70).
-    if "rrs_wor" not in registry.names():
-        pytest.skip("rrs_wor (reference/rrs.py) not registered")
     m, s = examples.get(model_name), drafting.parse_scheme(scheme)
     u = exact.evaluate("univer", m, s).block_efficiency
     assert u >= exact.evaluate("rrs_wor", m, s).block_efficiency - 1e-12
