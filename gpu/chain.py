@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from specoracle.errors import InvalidInstance
+from specoracle.randomness import node_keys
 
 from .batch import Twin, TreeBatch, categorical, residual_chunk_sums, stop_token, vocab_chunk
 
@@ -22,8 +23,7 @@ def chain_keys(coin: str):
     """Key layout ``(coin, 1..N-1) + ("residual", 0..N-1)`` for the padded node count of a batch."""
 
     def keys(batch: TreeBatch) -> list:
-        N = batch.N
-        return [(coin, i) for i in range(1, N)] + [("residual", i) for i in range(N)]
+        return list(node_keys(batch.N, coin))
 
     return keys
 

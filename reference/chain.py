@@ -6,7 +6,7 @@ are the laws after ``x_{1:i}``, shape ``[L+1, V]``) and return an ``Outcome(node
 from __future__ import annotations
 
 from specoracle.instance import Instance, Outcome
-from specoracle.randomness import RandomSource
+from specoracle.randomness import RandomSource, node_keys
 from specoracle.registry import Entry
 from specoracle.tree import Tree
 
@@ -55,12 +55,12 @@ def bv(instance: Instance, rng: RandomSource) -> Outcome:
 
 def naive_keys(tree: Tree) -> tuple:
     """Coupled layout of :func:`naive`: accept coins for nodes 1..N-1, then residual draws 0..N-1."""
-    return tuple(("accept", i) for i in range(1, tree.size)) + tuple(("residual", i) for i in range(tree.size))
+    return node_keys(tree.size, "accept")
 
 
 def bv_keys(tree: Tree) -> tuple:
     """Coupled layout of :func:`bv`: stop coins for nodes 1..N-1, then residual draws 0..N-1."""
-    return tuple(("stop", i) for i in range(1, tree.size)) + tuple(("residual", i) for i in range(tree.size))
+    return node_keys(tree.size, "stop")
 
 
 ENTRIES = [

@@ -63,7 +63,7 @@ import numpy as np
 
 from specoracle.errors import InvalidInstance
 from specoracle.instance import Instance, Outcome
-from specoracle.randomness import RandomSource
+from specoracle.randomness import RandomSource, node_keys
 from specoracle.registry import Entry
 from specoracle.tree import Tree
 
@@ -393,8 +393,7 @@ spectr_gbv_lossless.stateful = True
 
 def spectr_gbv_keys(tree: Tree) -> tuple:
     """Coupled layout: test coins and stop coins for nodes 1..N-1, then residual draws 0..N-1."""
-    return (tuple(("test", i) for i in range(1, tree.size)) + tuple(("stop", i) for i in range(1, tree.size))
-            + tuple(("residual", i) for i in range(tree.size)))
+    return node_keys(tree.size, "test", "stop")
 
 
 def spectr_gbv_as_found_keys(tree: Tree) -> tuple:

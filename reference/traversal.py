@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from specoracle.instance import Instance, Outcome
-from specoracle.randomness import RandomSource
+from specoracle.randomness import RandomSource, node_keys
 from specoracle.registry import Entry
 from specoracle.tree import Tree
 
@@ -113,7 +113,7 @@ def traversal(instance: Instance, rng: RandomSource) -> Outcome:
 
 def traversal_keys(tree: Tree) -> tuple:
     """Coupled layout: accept coins for nodes 1..N-1, then residual draws 0..N-1."""
-    return tuple(("accept", i) for i in range(1, tree.size)) + tuple(("residual", i) for i in range(tree.size))
+    return node_keys(tree.size, "accept")
 
 
 ENTRIES = [

@@ -42,7 +42,7 @@ from itertools import permutations, product
 import numpy as np
 
 from specoracle.instance import Instance, Outcome
-from specoracle.randomness import RandomSource
+from specoracle.randomness import RandomSource, node_keys
 from specoracle.registry import Entry
 from specoracle.tree import Tree
 
@@ -233,7 +233,7 @@ def univer(instance: Instance, rng: RandomSource) -> Outcome:
 
 def univer_keys(tree: Tree) -> tuple:
     """Coupled layout: residual draws (over ``V`` tokens then ⊥) for nodes 0..N-1."""
-    return tuple(("residual", i) for i in range(tree.size))
+    return node_keys(tree.size)
 
 
 ENTRIES = [

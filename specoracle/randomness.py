@@ -37,6 +37,7 @@ __all__ = [
     "bernoulli_from_uniform",
     "categorical_from_uniform",
     "KeyReuseError",
+    "node_keys",
 ]
 
 R = TypeVar("R")
@@ -56,6 +57,16 @@ class RandomSource(Protocol):
     def categorical(self, probs, key: Hashable) -> int: ...
 
     def fallback(self, key: Hashable) -> None: ...
+
+
+def node_keys(size: int, *coins: str) -> tuple:
+    """The common coupled layout ``(c, 1..size-1)`` for each coin name ``c`` in order, then
+    ``("residual", 0..size-1)``: one coin per drafted node, one residual draw per node.
+
+    >>> node_keys(3, "accept")
+    (('accept', 1), ('accept', 2), ('residual', 0), ('residual', 1), ('residual', 2))
+    """
+    return tuple((c, i) for c in coins for i in range(1, size)) + tuple(("residual", i) for i in range(size))
 
 
 def bernoulli_from_uniform(u: float, prob) -> bool:
