@@ -26,10 +26,11 @@ from hypothesis import strategies as st
 from .drafting import KINDS, Scheme, chain, delayed, iid, without_replacement
 from .errors import InvalidArgument
 from .instance import Instance
-from .models import ToyModel
+from .models import ToyModel, random_model
 from .tree import Tree, TreeBuilder
 
-__all__ = ["weights", "distributions", "distribution_pairs", "models", "schemes", "trees", "instances", "TINY"]
+__all__ = ["weights", "distributions", "distribution_pairs", "models", "random_models", "schemes", "trees", "instances",
+           "TINY"]
 
 TINY = 10**12  # a "tiny" mass is 1 part in 10^12 of the largest weight
 
@@ -113,6 +114,14 @@ def models(draw, *, V=st.integers(2, 4), rational: bool = False, near_degenerate
         return lambda u: rows[(x * len(u) + y * sum(u)) % len(rows)]
 
     return ToyModel(v, pick(P, a, b), pick(Q, c, d), rational=rational, name=f"hyp(V={v},R={R},{a}{b}{c}{d})")
+
+
+def random_models(*, V=st.integers(2, 3), divergences=(0.0, 0.4, 0.8, 1.0), concentrations=(0.3, 1.0)):
+    """:func:`specoracle.models.random_model` over seeds, divergences (0: ``p == q``) and Dirichlet
+    concentrations (small: peaked, sparse-like rows). Shrinks to seed 0, the first divergence."""
+    return st.builds(lambda v, seed, div, conc: random_model(v, seed, divergence=div, concentration=conc),
+                     _vocab(V), st.integers(0, 10_000), st.sampled_from(list(divergences)),
+                     st.sampled_from(list(concentrations)))
 
 
 @st.composite

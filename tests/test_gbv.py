@@ -10,8 +10,6 @@ from itertools import product
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from specoracle import Instance, Tree, drafting, examples, exact, models, mutants
 from specoracle.reference.gbv import expected_accepted as gbv_expected_accepted
@@ -158,26 +156,6 @@ def test_tie_rule_mutant_hides_without_ties():
     assert exact.evaluate(mut.verify, examples.E3(), drafting.iid(2, 2)).max_error < 1e-12
 
 
-random_models = st.builds(
-    lambda V, seed, div, conc: models.random_model(V, seed, divergence=div, concentration=conc),
-    V=st.integers(2, 3),
-    seed=st.integers(0, 10_000),
-    div=st.sampled_from([0.0, 0.4, 0.8, 1.0]),
-    conc=st.sampled_from([0.3, 1.0]),
-)
-gbv_schemes = st.one_of(
-    st.builds(drafting.iid, st.integers(1, 3), st.integers(1, 2)),
-    st.builds(lambda k, shape: drafting.delayed(k, *shape), st.integers(1, 3),
-              st.sampled_from([(0, 1), (1, 1), (0, 2)])),
-    st.builds(drafting.chain, st.integers(1, 2)),
-)
-
-
-@settings(max_examples=20)
-@given(model=random_models, scheme=gbv_schemes)
-def test_lossless_on_random_models(model, scheme):
-    res = exact.evaluate("gbv", model, scheme)
-    assert res.max_error < 1e-12, (scheme.name, res.max_error)
 
 
 def test_tied_ratios_random_rational_model():

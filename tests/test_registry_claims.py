@@ -21,8 +21,10 @@ from __future__ import annotations
 import functools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from specoracle import examples, exact, lp, models, registry
+from specoracle import examples, exact, lp, models, registry, strategies
 from specoracle.drafting import KINDS, Scheme, chain, delayed, iid, without_replacement
 
 SCHEMES = {"chain": chain(2), "iid": iid(2, 2), "delayed": delayed(2, 1, 1), "without_replacement": without_replacement((2, 1))}
@@ -84,6 +86,18 @@ def test_a_lossy_entry_is_flagged_somewhere_on_the_grid(entry):
     cases = ((m, (STATEFUL_SCHEMES if entry.stateful else SCHEMES)[k]) for m in MODELS for k in KINDS if k in entry.schemes)
     flagged = next(((m, s.name) for m, s in cases if float(_judge(entry.name, m, s).max_error) > 1e-6), None)
     assert flagged is not None, f"{entry.name} is registered lossy but exact on every case of the grid"
+
+
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if e.lossless and not e.stateful], ids=lambda e: e.name)
+@settings(max_examples=10)
+@given(data=st.data())
+def test_a_lossless_entry_is_exactly_lossless_on_random_models(entry, data):
+    """Beyond the named examples: random models (p == q included, peaked rows) x random schemes of
+    every kind the entry declares (depth <= 2, at most 2 siblings or paths)."""
+    model = data.draw(strategies.random_models(V=st.integers(2, 3)), label="model")
+    scheme = data.draw(strategies.schemes(kinds=sorted(entry.schemes)), label="scheme")
+    res = exact.evaluate(entry, model, scheme)
+    assert exact.is_lossless(res.max_error), (entry.name, model.name, scheme.name, res.max_error)
 
 
 @pytest.mark.parametrize("entry,model,scheme",

@@ -10,10 +10,8 @@ from fractions import Fraction as F
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from specoracle import Instance, Tree, drafting, examples, exact, models, mutants, registry
+from specoracle import Instance, Tree, drafting, examples, exact, mutants
 from specoracle.randomness import Coupled, Sampling, enumerate_law
 from specoracle.reference.traversal import traversal, traversal_from, traversal_keys
 from specoracle.stats import chi2_gof
@@ -192,27 +190,6 @@ def test_deepest_leaf_first_documented_errors(model_name, scheme, err):
     assert res.max_error == pytest.approx(err, abs=6e-5)
 
 
-random_models = st.builds(
-    lambda V, seed, div, conc: models.random_model(V, seed, divergence=div, concentration=conc),
-    V=st.integers(2, 3),
-    seed=st.integers(0, 10_000),
-    div=st.sampled_from([0.0, 0.4, 0.8, 1.0]),
-    conc=st.sampled_from([0.3, 1.0]),
-)
-tree_schemes = st.one_of(
-    st.builds(drafting.iid, st.integers(1, 3), st.integers(1, 2)),
-    st.builds(lambda k, shape: drafting.delayed(k, *shape), st.integers(1, 3),
-              st.sampled_from([(0, 1), (1, 1), (0, 2)])),
-    st.builds(lambda b: drafting.without_replacement(b), st.sampled_from([(1,), (2,), (3,), (2, 1), (1, 2), (2, 2)])),
-    st.builds(drafting.chain, st.integers(1, 2)),
-)
-
-
-@settings(max_examples=20)
-@given(model=random_models, scheme=tree_schemes)
-def test_lossless_on_random_models(model, scheme):
-    res = exact.evaluate("traversal", model, scheme)
-    assert res.max_error < 1e-12, (scheme.name, res.max_error)
 
 
 def test_sampled_blocks_match_exact_law():

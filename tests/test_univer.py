@@ -8,10 +8,8 @@ from fractions import Fraction as F
 from itertools import chain, combinations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from specoracle import drafting, examples, exact, models, registry
+from specoracle import drafting, examples, exact
 from specoracle.instance import Instance
 from specoracle.randomness import enumerate_law
 from specoracle.reference.univer import draw_law, local_plan, univer_from
@@ -120,16 +118,3 @@ def test_efficiency_at_least_rrs_wor(model_name, scheme):
     assert u >= exact.evaluate("traversal", m, s).block_efficiency - 1e-12
 
 
-random_models = st.builds(
-    lambda V, seed, div: models.random_model(V, seed, divergence=div),
-    V=st.integers(2, 3), seed=st.integers(0, 10_000), div=st.sampled_from([0.0, 0.5, 1.0]),
-)
-schemes = st.sampled_from(["iid(1,2)", "iid(2,1)", "iid(2,2)", "iid(3,1)", "delayed(2,1,1)", "wor(2,1)",
-                           "wor(3,1)", "wor(2,2)"])
-
-
-@settings(max_examples=15)
-@given(model=random_models, scheme=schemes)
-def test_lossless_on_random_models(model, scheme):
-    res = exact.evaluate("univer", model, drafting.parse_scheme(scheme))
-    assert res.max_error < 1e-12, (scheme, res.max_error)
