@@ -265,7 +265,7 @@ def _cmd_claims(args):
     rows = claim_rows(quick=args.quick)
     text = "\n".join(f"{r.paper}: {r.claim}\n  measured: {r.measured}\n  verdict: {r.verdict} "
                      f"(deciding case: {r.deciding_case})" for r in rows)
-    return EXIT_OK, jsonable([r.to_dict() for r in rows]), text
+    return EXIT_OK, jsonable({"claims": [r.to_dict() for r in rows]}), text
 
 
 # --- parser ------------------------------------------------------------------------------------
