@@ -54,7 +54,7 @@ from .errors import BudgetExceeded, InvalidArgument, InvalidInstance, unknown_na
 from .exact import LOSSLESS_TOL, judged_length, shifted
 from .instance import Instance, Outcome
 from .models import ToyModel
-from .randomness import Sampling
+from .randomness import KeyChecked, Sampling
 from .registry import resolve
 from .stats import INCONCLUSIVE, TV_CEILING, Cell
 
@@ -453,6 +453,7 @@ class _Sampler:
                 bar.update(n)
             return stats.sample_extensions(blocks, model, self.length, gen), float((blocks >= 0).sum(axis=1).mean())
         rng = Sampling(gen)
+        vrng = KeyChecked(rng)  # the verifier's draws: a reused key raises, as in the exact engine
         if self.stateful:
             seq = np.empty((n, self.length), dtype=np.int64)
             calls = 0
@@ -461,7 +462,8 @@ class _Sampler:
                 while len(context) < self.length:
                     m = shifted(model, context)
                     inst = Instance.from_model(m, scheme.draft(m, rng))
-                    o, state = self.verifier(inst, rng, state)
+                    vrng.reset()
+                    o, state = self.verifier(inst, vrng, state)
                     context += _check_outcome(o, inst, self.name)
                     calls += 1
                 seq[s] = context[: self.length]
@@ -473,7 +475,8 @@ class _Sampler:
         for tree, count in self._draw_trees(n, gen, rng):
             inst = Instance.from_model(model, tree)
             for _ in range(count):
-                b = _check_outcome(self.verifier(inst, rng), inst, self.name)
+                vrng.reset()
+                b = _check_outcome(self.verifier(inst, vrng), inst, self.name)
                 blocks[row, : len(b)] = b
                 total += len(b)
                 row += 1

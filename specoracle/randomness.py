@@ -32,6 +32,7 @@ __all__ = [
     "RandomSource",
     "Sampling",
     "Coupled",
+    "KeyChecked",
     "Fixed",
     "enumerate_law",
     "bernoulli_from_uniform",
@@ -128,6 +129,38 @@ class Sampling:
 
     def fallback(self, key: Hashable) -> None:
         self.fallbacks += 1
+
+
+class KeyChecked(_KeyTracker):
+    """Any random source, with the one-use-per-key rule enforced: the sampling paths wrap their
+    :class:`Sampling` in it, so a reused key raises :class:`KeyReuseError` there too, as it does in
+    the exact engine and under :class:`Coupled`. Call :meth:`reset` before each verification call.
+
+    >>> rng = KeyChecked(Sampling(0)); _ = rng.bernoulli(0.5, "a"); _ = rng.bernoulli(0.5, "a")
+    Traceback (most recent call last):
+    ...
+    specoracle.randomness.KeyReuseError: random key 'a' used twice in one verification call
+    """
+
+    def __init__(self, source: RandomSource) -> None:
+        super().__init__()
+        self.source = source
+
+    def bernoulli(self, prob, key: Hashable) -> bool:
+        self._use(key)
+        return self.source.bernoulli(prob, key)
+
+    def categorical(self, probs, key: Hashable) -> int:
+        self._use(key)
+        return self.source.categorical(probs, key)
+
+    def fallback(self, key: Hashable) -> None:
+        self.source.fallback(key)
+
+    def __getattr__(self, name: str):  # the source's own attributes (``gen``, ``fallbacks``)
+        if name == "source":
+            raise AttributeError(name)
+        return getattr(self.source, name)
 
 
 class Coupled(_KeyTracker):

@@ -390,3 +390,21 @@ def test_enormous_schemes_are_refused_at_once(scheme):
     with pytest.raises(SpecoracleError, match="max_seconds"):
         check_lossless("traversal" if scheme.startswith("iid") else "bv", "E2", scheme)
     assert time.perf_counter() - t0 < 10
+
+
+# --- issue 14.6: one key rule for every method ---------------------------------------------------
+def _reuses_a_key(inst, rng):
+    from specoracle import Outcome
+
+    rng.bernoulli(0.5, ("coin",))
+    return Outcome(0, int(rng.categorical(inst.p[0], ("coin",))))
+
+
+@pytest.mark.parametrize("method", ["exact", "chi2"])
+def test_a_reused_random_key_raises_in_every_method(method):
+    """chi2 used to pass such a verifier silently (Sampling did not track keys)."""
+    from specoracle import check_lossless
+    from specoracle.randomness import KeyReuseError
+
+    with pytest.raises(KeyReuseError, match="used twice"):
+        check_lossless(_reuses_a_key, "E1", "chain(1)", method=method, n=500)
