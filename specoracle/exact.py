@@ -11,11 +11,17 @@
 iterations run until ``length`` tokens are emitted, the sequence is truncated to ``length`` and
 compared with ``P`` on ``V^length``.
 
+Every outcome a verifier returns is validated (:func:`checked_block`: an :class:`Outcome` whose node
+exists and whose token lies in ``0..V-1``), every enumeration must be deterministic and sum to 1
+(:func:`specoracle.randomness.enumerate_law`), and the law built here must carry the whole mass of
+the drafted trees; a verifier that breaks any of these is refused, never judged.
+
 Float64 by default; ``rational=True`` uses :class:`fractions.Fraction` end to end (the model must
 be rational, see :func:`specoracle.models.rationalize`).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -23,14 +29,16 @@ from typing import Any
 import numpy as np
 
 from .drafting import Scheme
-from .errors import InvalidArgument
+from .errors import InvalidArgument, SpecoracleError
 from .instance import Instance, Outcome
 from .models import ToyModel
-from .randomness import enumerate_law
+from .randomness import LAW_SUM_TOL, enumerate_law
 from .registry import resolve
 
 __all__ = [
     "ExactResult",
+    "BadOutcome",
+    "checked_block",
     "SequenceResult",
     "LOSSLESS_TOL",
     "is_lossless",
@@ -113,6 +121,45 @@ class SequenceResult:
         return is_lossless(self.max_error, self.rational)
 
 
+class BadOutcome(SpecoracleError, ValueError):
+    """A verifier returned something that is not an outcome of its instance (wrong type, a node
+    outside the tree, a token outside the vocabulary)."""
+
+
+def checked_block(outcome, instance: Instance, name: str) -> tuple[int, ...]:
+    """The emitted block of ``outcome`` after checking it against ``instance``.
+
+    Requires an :class:`Outcome` with integer ``node`` in ``0..N-1`` (``-1`` is not "the last
+    node") and integer ``token`` in ``0..V-1``; raises :class:`BadOutcome` naming the verifier and
+    the value otherwise.
+
+    >>> from specoracle.tree import Tree
+    >>> inst = Instance(Tree.from_paths([(0,)]), [[.5, .5], [.5, .5]], [[.5, .5], [.5, .5]])
+    >>> checked_block(Outcome(1, 1), inst, "v")
+    (0, 1)
+    """
+    if not isinstance(outcome, Outcome):
+        raise BadOutcome(f"verifier {name!r} returned {type(outcome).__name__} {outcome!r}, expected an Outcome(node, token)")
+    node, token = outcome.node, outcome.token
+    for what, x, hi in (("node", node, instance.N), ("token", token, instance.V)):
+        if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+            raise BadOutcome(f"verifier {name!r} returned Outcome({what}={x!r}): {what} must be an int")
+        if not 0 <= x < hi:
+            where = f"the tree has nodes 0..{hi - 1}" if what == "node" else f"the vocabulary is 0..{hi - 1}"
+            raise BadOutcome(f"verifier {name!r} returned Outcome(node={node!r}, token={token!r}): {what} {x} "
+                             f"is out of range ({where})")
+    return instance.tree.prefixes[node] + (int(token),)
+
+
+def _check_total(total, expected, rational: bool, name: str, what: str) -> None:
+    """The law built for ``name`` must carry the mass ``expected`` (exactly, or to ``LAW_SUM_TOL``)."""
+    if (total != expected) if rational else not abs(float(total) - float(expected)) <= LAW_SUM_TOL:
+        raise SpecoracleError(
+            f"the {what} built for verifier {name!r} has total probability {total!r}, expected {expected!r}; "
+            "its replay is not deterministic (randomness drawn outside rng?)"
+        )
+
+
 def _check_model(model: ToyModel, rational: bool) -> None:
     if not isinstance(model, ToyModel):
         raise InvalidArgument(f"model must be a specoracle ToyModel, got {type(model).__name__}")
@@ -129,9 +176,10 @@ def tree_law(verifier, instance: Instance, *, rational: bool | None = None) -> d
     name, fn, stateful = r.name, r.fn, r.stateful
     rational = instance.rational if rational is None else rational
     run = (lambda r: fn(instance, r, None)[0]) if stateful else (lambda r: fn(instance, r))
-    law, _ = enumerate_law(run, rational=rational)
+    law, _ = enumerate_law(run, rational=rational, name=name)
     out: dict[Outcome, Any] = {}
     for o, pr in law:
+        checked_block(o, instance, name)
         out[o] = out.get(o, 0) + pr
     return out
 
@@ -189,13 +237,15 @@ def evaluate(verifier, model: ToyModel, scheme: Scheme, *, rational: bool = Fals
     for tree, tree_pr in trees:
         inst = Instance.from_model(model, tree)
         run = (lambda r, inst=inst: fn(inst, r, None)[0]) if stateful else (lambda r, inst=inst: fn(inst, r))
-        law, fb = enumerate_law(run, rational=rational)
+        law, fb = enumerate_law(run, rational=rational, name=name)
         fallback += tree_pr * fb
         for outcome, pr in law:
-            b = inst.block(outcome)
+            b = checked_block(outcome, inst, name)
             w = tree_pr * pr
             block_law[b] = block_law.get(b, 0) + w
             length_law[len(b) - 1] = length_law.get(len(b) - 1, 0) + w
+    _check_total(_total(block_law.values(), rational), _total((pr for _, pr in trees), rational), rational,
+                  name, "block law")
     ext = extend(block_law, model, L + 1)
     target = model.target_law(L + 1).reshape(-1)
     err = max(abs(a - b) for a, b in zip(ext, target))
@@ -214,6 +264,11 @@ def evaluate(verifier, model: ToyModel, scheme: Scheme, *, rational: bool = Fals
         n_trees=len(trees),
         rational=rational,
     )
+
+
+def _total(values, rational: bool):
+    """Sum of probabilities: exact for Fractions, ``math.fsum`` for floats."""
+    return sum(values, Fraction(0)) if rational else math.fsum(values)
 
 
 def _merge_outcomes(law: list) -> list:
@@ -278,11 +333,13 @@ def sequence_law(
                 outcome, new_state = fn(inst, r, state)
             else:
                 outcome, new_state = fn(inst, r), None
-            return inst.block(outcome), new_state
+            return checked_block(outcome, inst, name), new_state
 
-        law, _ = enumerate_law(run, rational=rational)
+        law, _ = enumerate_law(run, rational=rational, name=name)
         for (block, new_state), p in _merge_outcomes(law):
             frontier.append((context + block, new_state, pr * p))
+    if rational:  # float: each call's enumeration is checked; rows may sum to 1 +- 1e-9 (Instance atol)
+        _check_total(_total(finished.values(), True), 1, True, name, "sequence law")
     seq = extend(finished, model, length)
     target = model.target_law(length).reshape(-1)
     err = max(abs(a - b) for a, b in zip(seq, target))

@@ -17,9 +17,17 @@ once per verification call. Implementations:
 - :class:`Fixed`: decisions forced by hand, for unit tests.
 - :func:`enumerate_law`: the exact engine's enumerator, which replays the verifier once per leaf
   of its decision tree and returns every outcome with its exact probability.
+
+The enumerator trusts nothing it cannot check: every replay must repeat the decisions (keys and
+probabilities) of the run it branched from, the first leaf is run twice and must give the same
+result, Python's and NumPy's global random states must be left untouched, and the leaves' weights
+must sum to 1 (exactly in rational mode, to ``1e-12`` in float). A verifier that fails any of these
+draws randomness outside ``rng`` and is refused with :class:`NondeterministicVerifier`.
 """
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Callable, Hashable, Sequence
 from fractions import Fraction
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -37,14 +45,31 @@ __all__ = [
     "bernoulli_from_uniform",
     "categorical_from_uniform",
     "KeyReuseError",
+    "NondeterministicVerifier",
+    "LAW_SUM_TOL",
 ]
 
 R = TypeVar("R")
 _SUM_ATOL = 1e-9  # categorical() inputs must be normalised up to float rounding
+LAW_SUM_TOL = 1e-12
+"""Float mode: the normalised leaf weights of one enumeration must sum to 1 within this (rational
+mode: exactly 1)."""
 
 
 class KeyReuseError(SpecoracleError):
     """A verifier asked for the same random key twice in one call (reused uniforms)."""
+
+
+class NondeterministicVerifier(SpecoracleError):
+    """A verifier's replay is not deterministic under identical random numbers: it draws
+    randomness outside ``rng`` (``random.random()``, ``np.random``, a fresh generator, ...)."""
+
+
+_HINT = (
+    "randomness drawn outside rng: every random decision must go through rng.bernoulli / "
+    "rng.categorical (for a verifier that cannot do so, set fn.enumerable = False and use "
+    "method='chi2')"
+)
 
 
 @runtime_checkable
@@ -201,26 +226,49 @@ class Fixed(_KeyTracker):
 
 
 class _Replay(_KeyTracker):
-    """One run of the enumerator: replays ``script`` then takes first options, queuing the rest."""
+    """One run of the enumerator: replays ``script`` then takes first options, queuing the rest.
 
-    def __init__(self, script: tuple[int, ...], rational: bool) -> None:
+    ``trace[i]`` is the decision ``(key, options)`` that the branched-from run met at choice ``i``;
+    a replay that meets a different decision there is not deterministic. ``norm`` is the leaf
+    weight with every categorical renormalised (float rows may sum to ``1 +- 1e-9``), so the
+    ``norm`` of all leaves sums to 1 up to rounding whatever the inputs.
+    """
+
+    def __init__(self, script: tuple[int, ...], trace: tuple, rational: bool, name: str) -> None:
         super().__init__()
         self.script = script
+        self.trace = trace
         self.rational = rational
+        self.name = name
         self.choices: list[int] = []
+        self.seen: list[tuple] = []
         self.prob: Any = Fraction(1) if rational else 1.0
-        self.alternatives: list[tuple[int, ...]] = []
+        self.norm: Any = self.prob
+        self.alternatives: list[tuple[tuple[int, ...], tuple]] = []
         self.fell_back = False
 
-    def _choose(self, options: list[tuple[Any, Any]]):
+    def _choose(self, key: Hashable, options: list[tuple[Any, Any]], total: Any):
         i = len(self.choices)
-        j = self.script[i] if i < len(self.script) else 0
-        if i >= len(self.script):
+        sig = (key, tuple(options))
+        self.seen.append(sig)
+        if i < len(self.script):
+            if self.trace[i] != sig:
+                was_key, was_opts = self.trace[i]
+                raise NondeterministicVerifier(
+                    f"verifier {self.name!r} is not deterministic under identical random numbers: a "
+                    f"replay met decision {i} as key {key!r} with {len(options)} options, the run it "
+                    f"replays met key {was_key!r} with {len(was_opts)} options; {_HINT}"
+                )
+            j = self.script[i]
+        else:
+            j = 0
             base = tuple(self.choices)
-            self.alternatives.extend(base + (alt,) for alt in range(1, len(options)))
+            seen = tuple(self.seen)
+            self.alternatives.extend((base + (alt,), seen) for alt in range(1, len(options)))
         self.choices.append(j)
         value, pr = options[j]
         self.prob = self.prob * pr
+        self.norm = self.norm * (pr if self.rational else pr / total)
         return value
 
     def _num(self, x):
@@ -236,11 +284,13 @@ class _Replay(_KeyTracker):
     def bernoulli(self, prob, key: Hashable) -> bool:
         self._use(key)
         prob = self._num(prob)
+        if prob != prob:
+            raise SpecoracleError(f"verifier {self.name!r}: bernoulli() for key {key!r} got probability NaN")
         if prob <= 0:
             return False
         if prob >= 1:
             return True
-        return self._choose([(True, prob), (False, 1 - prob)])
+        return self._choose(key, [(True, prob), (False, 1 - prob)], 1)
 
     def categorical(self, probs, key: Hashable) -> int:
         self._use(key)
@@ -252,33 +302,73 @@ class _Replay(_KeyTracker):
             raise SpecoracleError(f"categorical() for key {key!r} got an all-zero probability vector")
         if len(opts) == 1:
             return opts[0][0]
-        return self._choose(opts)
+        return self._choose(key, opts, total if self.rational else float(total))
 
     def fallback(self, key: Hashable) -> None:
         self.fell_back = True
 
 
+def _same(a, b) -> bool:
+    """``a == b`` for results that may hold arrays (compared by value through their repr)."""
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return repr(a) == repr(b)
+
+
+def _global_states() -> tuple:
+    """Python's and NumPy's global random states (a verifier must leave both untouched)."""
+    st = np.random.get_state()
+    return random.getstate(), (st[1].tobytes(),) + tuple(st[2:])
+
+
 def enumerate_law(
-    run: Callable[[RandomSource], R], *, rational: bool = False
+    run: Callable[[RandomSource], R], *, rational: bool = False, name: str = "verifier"
 ) -> tuple[list[tuple[R, Any]], Any]:
     """Every outcome of ``run(rng)`` with its exact probability.
 
-    ``run`` is called once per leaf of its decision tree (depth-first replay). Returns
-    ``(outcomes, fallback_mass)``: a list of ``(result, probability)`` pairs (results may repeat)
-    and the total probability of runs that took a zero-mass fallback.
+    ``run`` is called once per leaf of its decision tree (depth-first replay), and the first leaf
+    once more as a determinism probe. Returns ``(outcomes, fallback_mass)``: a list of
+    ``(result, probability)`` pairs (results may repeat) and the total probability of runs that
+    took a zero-mass fallback. Raises :class:`NondeterministicVerifier` (naming ``name``) when a
+    replay meets other decisions than the run it branched from, the probe disagrees, the global
+    random states change, or the leaves' normalised weights do not sum to 1 (module docstring).
 
     >>> law, _ = enumerate_law(lambda r: r.categorical([0.25, 0.75], "x") + r.bernoulli(0.5, "y"))
     >>> sorted(law)
     [(0, 0.125), (1, 0.125), (1, 0.375), (2, 0.375)]
     """
     out: list[tuple[R, Any]] = []
+    norms: list = []
     fallback_mass: Any = Fraction(0) if rational else 0.0
-    stack: list[tuple[int, ...]] = [()]
+    before = _global_states()
+    stack: list[tuple[tuple[int, ...], tuple]] = [((), ())]
+    first = True
     while stack:
-        rep = _Replay(stack.pop(), rational)
+        script, trace = stack.pop()
+        rep = _Replay(script, trace, rational, name)
         result = run(rep)
+        if first:
+            first = False
+            again = _Replay(script, trace, rational, name)
+            if not (_same(run(again), result) and again.seen == rep.seen):
+                raise NondeterministicVerifier(
+                    f"verifier {name!r} is not deterministic under identical random numbers: two runs "
+                    f"with the same decisions gave different results; {_HINT}"
+                )
         out.append((result, rep.prob))
+        norms.append(rep.norm)
         if rep.fell_back:
             fallback_mass += rep.prob
         stack.extend(reversed(rep.alternatives))
+    if _global_states() != before:
+        raise NondeterministicVerifier(
+            f"verifier {name!r} changed Python's or NumPy's global random state while it was "
+            f"enumerated; {_HINT}"
+        )
+    total = sum(norms) if rational else math.fsum(norms)
+    if (total != 1) if rational else not abs(total - 1.0) <= LAW_SUM_TOL:
+        raise NondeterministicVerifier(
+            f"the law enumerated for verifier {name!r} sums to {total!r}, not 1; {_HINT}"
+        )
     return out, fallback_mass
