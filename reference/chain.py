@@ -70,6 +70,7 @@ ENTRIES = [
         keys=naive_keys,
         schemes=frozenset({"chain"}),
         family="chain",
+        top_down=True,
         optimal_within="single-token verifiers (L = 1): the maximal coupling",
         description="token-level speculative sampling (Leviathan et al. 2023, Chen et al. 2023)",
     ),
