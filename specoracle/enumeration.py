@@ -12,7 +12,10 @@ one-step verifier from three exact reductions, each checked against the referenc
 2. **Multisets of i.i.d. paths** when the registry entry declares ``draw_order_invariant`` (the
    verifier's law is the same for every order of the i.i.d. paths): each multiset of paths is
    verified once with weight ``k! / prod_i m_i!`` times its probability.
-3. **Top-down subtree laws** when the entry declares ``top_down`` (the verifier walks from the
+3. **Deferred categorical draws** when the entry declares ``terminal_draws`` (a categorical
+   drawn last is returned as the outcome token): one run per coin path, its outcome rebuilt for
+   every value of the final draw (:func:`specoracle.randomness.enumerate_law`, ``terminal``).
+4. **Top-down subtree laws** when the entry declares ``top_down`` (the verifier walks from the
    root; its decision at node ``u`` reads only ``p_u``, ``q_u`` and the tokens drawn at ``u``, and
    after entering child ``c`` only the subtree of ``c``). Below a child drawn ``m_c`` times the
    subtree is ``m_c`` i.i.d. paths from the child's prefix, independent of the decisions above, so
@@ -60,6 +63,11 @@ __all__ = [
 DIRECT_KINDS = ("chain", "iid", "delayed")
 
 
+def _probed(n: int) -> bool:
+    """Determinism probes on the first 16 enumerations of an evaluation and every 64th after."""
+    return n < 16 or n % 64 == 0
+
+
 class BadOutcome(SpecoracleError, ValueError):
     """A verifier returned something that is not an outcome of its instance (wrong type, a node
     outside the tree, a token outside the vocabulary)."""
@@ -76,6 +84,9 @@ def checked_block(outcome, instance: Instance, name: str) -> tuple[int, ...]:
     >>> checked_block(Outcome(1, 1), inst, "v")
     (0, 1)
     """
+    if type(outcome) is Outcome and type(outcome.node) is int and type(outcome.token) is int \
+            and 0 <= outcome.node < instance.N and 0 <= outcome.token < instance.V:  # the common case, fast
+        return instance.tree.prefixes[outcome.node] + (outcome.token,)
     if not isinstance(outcome, Outcome):
         raise BadOutcome(f"verifier {name!r} returned {type(outcome).__name__} {outcome!r}, expected an Outcome(node, token)")
     node, token = outcome.node, outcome.token
@@ -182,6 +193,15 @@ class BlockLaw:
     n_trees: int
 
 
+def _terminal(result, drawn, value):
+    """Deferred categorical draws (``terminal_draws`` entries): ``Outcome(node, drawn)`` rebuilt as
+    ``Outcome(node, value)``; None when the result does not carry the draw as its token."""
+    if isinstance(result, Outcome) and isinstance(result.token, (int, np.integer)) \
+            and not isinstance(result.token, (bool, np.bool_)) and result.token == drawn:
+        return Outcome(result.node, value)
+    return None
+
+
 def _runner(fn, stateful: bool, inst: Instance):
     return (lambda r: fn(inst, r, None)[0]) if stateful else (lambda r: fn(inst, r))
 
@@ -192,14 +212,25 @@ def _add(acc: dict, key, value) -> None:
 
 def _trees_law(r: Resolved, model: ToyModel, trees: Iterable[tuple[Tree, Any]], rational: bool) -> BlockLaw:
     """Per-tree enumeration of the verifier (the generic path)."""
+    terminal = _terminal if r.entry is not None and r.entry.terminal_draws else None
     law: dict = {}
     fallback = mass = 0 * _one(rational)
     n = 0
+    rows: dict = {}
+
+    def row(u):
+        hit = rows.get(u)
+        if hit is None:
+            hit = rows[u] = (model.p(u), model.q(u))
+        return hit
+
     for tree, tree_pr in trees:
         n += 1
         mass = mass + tree_pr
-        inst = Instance.from_model(model, tree)
-        outs, fb = enumerate_law(_runner(r.fn, r.stateful, inst), rational=rational, name=r.name, guard=False)
+        pq = [row(u) for u in tree.prefixes]
+        inst = Instance(tree, np.stack([a for a, _ in pq]), np.stack([b for _, b in pq]))
+        outs, fb = enumerate_law(_runner(r.fn, r.stateful, inst), rational=rational, name=r.name, guard=False,
+                                 terminal=terminal, probe=_probed(n))
         fallback = fallback + tree_pr * fb
         for outcome, pr in outs:
             _add(law, checked_block(outcome, inst, r.name), tree_pr * pr)
@@ -268,7 +299,7 @@ def _parallel(r: Resolved, model: ToyModel, scheme: Scheme, multisets: bool, rat
 
 # --- top-down subtree laws ---------------------------------------------------------------------------
 def _topdown(r: Resolved, model: ToyModel, scheme: Scheme, multisets: bool, rational: bool) -> BlockLaw:
-    """Block law of a ``top_down`` verifier by memoised subtree laws (module docstring, item 3)."""
+    """Block law of a ``top_down`` verifier by memoised subtree laws (module docstring, item 4)."""
     memo: dict = {}
     counter = [0]
     zero = 0 * _one(rational)
@@ -301,7 +332,8 @@ def _topdown(r: Resolved, model: ToyModel, scheme: Scheme, multisets: bool, rati
         for draws, dpr in tuples:
             inst = star(prefix, draws)
             counter[0] += 1
-            outs, fb = enumerate_law(_runner(r.fn, r.stateful, inst), rational=rational, name=r.name, guard=False)
+            outs, fb = enumerate_law(_runner(r.fn, r.stateful, inst), rational=rational, name=r.name, guard=False,
+                                     probe=_probed(counter[0]))
             fallback = fallback + dpr * fb
             enter: dict = {}
             for outcome, pr in outs:

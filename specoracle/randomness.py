@@ -235,8 +235,10 @@ class _Replay(_KeyTracker):
     ``norm`` of all leaves sums to 1 up to rounding whatever the inputs.
     """
 
-    def __init__(self, script: tuple[int, ...], trace: tuple, rational: bool, name: str) -> None:
+    def __init__(self, script: tuple[int, ...], trace: tuple, rational: bool, name: str, defer: bool = False) -> None:
         super().__init__()
+        self.defer = defer
+        self.pending: tuple | None = None
         self.script = script
         self.trace = trace
         self.rational = rational
@@ -248,7 +250,15 @@ class _Replay(_KeyTracker):
         self.alternatives: list[tuple[tuple[int, ...], tuple]] = []
         self.fell_back = False
 
-    def _choose(self, key: Hashable, options: list[tuple[Any, Any]], total: Any):
+    def _resolve(self) -> None:
+        """A decision follows the deferred categorical: branch on it after all (queue its options)."""
+        if self.pending is not None:
+            base, seen, n = self.pending[:3]
+            self.alternatives.extend((base + (alt,), seen) for alt in range(1, n))
+            self.pending = None
+
+    def _choose(self, key: Hashable, options: list[tuple[Any, Any]], total: Any, deferrable: bool = False):
+        self._resolve()
         i = len(self.choices)
         sig = (key, tuple(options))
         self.seen.append(sig)
@@ -265,7 +275,10 @@ class _Replay(_KeyTracker):
             j = 0
             base = tuple(self.choices)
             seen = tuple(self.seen)
-            self.alternatives.extend((base + (alt,), seen) for alt in range(1, len(options)))
+            if deferrable and self.defer:
+                self.pending = (base, seen, len(options), options, self.prob, self.norm, total)
+            else:
+                self.alternatives.extend((base + (alt,), seen) for alt in range(1, len(options)))
         self.choices.append(j)
         value, pr = options[j]
         self.prob = self.prob * pr
@@ -283,6 +296,7 @@ class _Replay(_KeyTracker):
         return float(x)
 
     def bernoulli(self, prob, key: Hashable) -> bool:
+        self._resolve()
         self._use(key)
         prob = self._num(prob)
         if prob != prob:
@@ -294,6 +308,7 @@ class _Replay(_KeyTracker):
         return self._choose(key, [(True, prob), (False, 1 - prob)], 1)
 
     def categorical(self, probs, key: Hashable) -> int:
+        self._resolve()
         self._use(key)
         total = sum(probs)
         if (total != 1) if self.rational else not abs(float(total) - 1.0) <= _SUM_ATOL:
@@ -303,9 +318,10 @@ class _Replay(_KeyTracker):
             raise SpecoracleError(f"categorical() for key {key!r} got an all-zero probability vector")
         if len(opts) == 1:
             return opts[0][0]
-        return self._choose(key, opts, total if self.rational else float(total))
+        return self._choose(key, opts, total if self.rational else float(total), deferrable=True)
 
     def fallback(self, key: Hashable) -> None:
+        self._resolve()
         self.fell_back = True
 
 
@@ -347,17 +363,25 @@ class global_random_guard:
 
 
 def enumerate_law(
-    run: Callable[[RandomSource], R], *, rational: bool = False, name: str = "verifier", guard: bool = True
+    run: Callable[[RandomSource], R], *, rational: bool = False, name: str = "verifier", guard: bool = True,
+    terminal: Callable[[R, Any, Any], R | None] | None = None, probe: bool = True,
 ) -> tuple[list[tuple[R, Any]], Any]:
     """Every outcome of ``run(rng)`` with its exact probability.
 
     ``run`` is called once per leaf of its decision tree (depth-first replay), and the first leaf
-    once more as a determinism probe. Returns ``(outcomes, fallback_mass)``: a list of
+    once more as a determinism probe (unless ``probe=False``: engines that enumerate many trees
+    probe a sample of them). Returns ``(outcomes, fallback_mass)``: a list of
     ``(result, probability)`` pairs (results may repeat) and the total probability of runs that
     took a zero-mass fallback. Raises :class:`NondeterministicVerifier` (naming ``name``) when a
     replay meets other decisions than the run it branched from, the probe disagrees, the global
     random states change (unless ``guard=False``: the caller holds a :class:`global_random_guard`),
     or the leaves' normalised weights do not sum to 1 (module docstring).
+
+    ``terminal(result, drawn, value)`` (deferred categorical draws): when a run's last decision is
+    a categorical, the run is not replayed once per option; instead ``terminal(result, drawn,
+    value)`` gives the result the run would have returned had the draw been ``value`` (None: it
+    cannot tell, and the options are replayed). Only for callers that know the result depends on
+    the last draw only through that rebuild (e.g. ``Outcome(node, y)`` with ``y`` the draw).
 
     >>> law, _ = enumerate_law(lambda r: r.categorical([0.25, 0.75], "x") + r.bernoulli(0.5, "y"))
     >>> sorted(law)
@@ -368,23 +392,33 @@ def enumerate_law(
     fallback_mass: Any = Fraction(0) if rational else 0.0
     before = _global_states() if guard else None
     stack: list[tuple[tuple[int, ...], tuple]] = [((), ())]
-    first = True
+    first = probe
     while stack:
         script, trace = stack.pop()
-        rep = _Replay(script, trace, rational, name)
+        rep = _Replay(script, trace, rational, name, defer=terminal is not None)
         result = run(rep)
         if first:
             first = False
-            again = _Replay(script, trace, rational, name)
+            again = _Replay(script, trace, rational, name, defer=terminal is not None)
             if not (_same(run(again), result) and again.seen == rep.seen):
                 raise NondeterministicVerifier(
                     f"verifier {name!r} is not deterministic under identical random numbers: two runs "
                     f"with the same decisions gave different results; {_HINT}"
                 )
-        out.append((result, rep.prob))
-        norms.append(rep.norm)
-        if rep.fell_back:
-            fallback_mass += rep.prob
+        leaves = [(result, rep.prob, rep.norm)]
+        if rep.pending is not None:
+            _, _, _, options, prob, norm, total = rep.pending
+            drawn = options[0][0]
+            if terminal(result, drawn, drawn) is None:
+                rep._resolve()
+            else:
+                leaves = [(terminal(result, drawn, value), prob * pr, norm * (pr if rational else pr / total))
+                          for value, pr in options]
+        for res, prob, norm in leaves:
+            out.append((res, prob))
+            norms.append(norm)
+            if rep.fell_back:
+                fallback_mass += prob
         stack.extend(reversed(rep.alternatives))
     if guard and _global_states() != before:
         raise NondeterministicVerifier(

@@ -44,6 +44,10 @@ class Entry:
         ``p_u``, ``q_u`` and the tokens drawn at ``u``, and after entering a child only that child's
         subtree, so the exact engine may compose memoised one-level laws
         (:mod:`specoracle.enumeration`; checked against the reference engine likewise).
+    terminal_draws : whenever a categorical draw is the last random decision of a call, the call
+        returns ``Outcome(node, drawn)`` with ``node`` independent of the drawn value, so the exact
+        engine rebuilds the outcome of every value instead of replaying the call per value
+        (deferred categorical draws; checked against the reference engine likewise).
     """
 
     name: str
@@ -59,6 +63,7 @@ class Entry:
     description: str = ""
     draw_order_invariant: bool = False
     top_down: bool = False
+    terminal_draws: bool = False
     extra: dict = field(default_factory=dict, compare=False)
 
     def accepts(self, scheme) -> bool:
