@@ -143,3 +143,18 @@ def test_executors_give_the_same_law():
 def test_fast_equals_reference_larger(name, scheme):
     ref, fast = _both(name, models.random_model(3, seed=7), drafting.parse_scheme(scheme))
     assert_same_law(ref.block_law, fast.block_law, False)
+
+
+def test_estimates_follow_the_fast_engine():
+    from specoracle.check import AUTO_EXACT_SECONDS, estimate_exact, exact_work
+
+    m, big = models.random_model(4, seed=1), drafting.iid(3, 3)
+    # a top-down verifier at V=4 iid(3,3) is now within the auto budget; a plain callable is not
+    assert estimate_exact(m, big, verifier="specinfer").seconds <= AUTO_EXACT_SECONDS
+    assert estimate_exact(m, big, verifier=registry.get("specinfer").reference).seconds > AUTO_EXACT_SECONDS
+    # multisets: C(64 + 2, 3) = 45,760 trees instead of 64^3
+    per_tree = exact_work(m, big, verifier="gbv") / 45760
+    assert abs(per_tree * 64**3 - exact_work(m, big, verifier="traversal")) < 1e-6 * exact_work(m, big, verifier="traversal")
+    # the top-down path verifies 27 root triples, then one leaf per (token, multiplicity 1..3)
+    r = exact.evaluate("specinfer", models.random_model(3, seed=1), drafting.iid(3, 1))
+    assert r.n_trees == 27 + 3 * 3
