@@ -44,7 +44,7 @@ import numpy as np
 
 from .drafting import Scheme
 from .errors import InvalidArgument, SpecoracleError
-from .instance import Instance, Outcome
+from .instance import DEFAULT_ATOL, Instance, Outcome
 from .models import ToyModel
 from .randomness import enumerate_law, global_random_guard
 from .registry import Resolved, resolve
@@ -143,16 +143,49 @@ def _combos(n: int, k: int, multisets: bool, first: int | None = None):
 
 
 def _build(trunk: tuple, branches: list, scheme: Scheme) -> Tree:
-    """The tree :meth:`Scheme.draft` builds from these draws (trunk first, then path by path)."""
-    b = TreeBuilder(sampling="iid", trunk=scheme.trunk)
+    """The tree :meth:`Scheme.draft` builds from these draws (trunk first, then path by path).
+
+    Same merging and DFS pre-order numbering as :class:`TreeBuilder`, without re-validating a
+    structure that is valid by construction (the tests compare both builds tree by tree).
+    """
+    tokens, parents, draws, index = [-1], [-1], [[]], {}
+
+    def draw(parent: int, tok: int) -> int:
+        child = index.get((parent, tok))
+        if child is None:
+            child = index[(parent, tok)] = len(tokens)
+            tokens.append(tok)
+            parents.append(parent)
+            draws.append([])
+        draws[parent].append(child)
+        return child
+
     node = 0
     for tok in trunk:
-        node = b.draw(node, tok)
+        node = draw(node, tok)
     for path in branches:
         n = node
         for tok in path:
-            n = b.draw(n, tok)
-    return b.build()
+            n = draw(n, tok)
+    kids: list[list[int]] = [[] for _ in tokens]
+    for c in range(1, len(tokens)):
+        kids[parents[c]].append(c)
+    order, stack = [], [0]
+    while stack:
+        n = stack.pop()
+        order.append(n)
+        stack.extend(reversed(kids[n]))
+    new = {old: i for i, old in enumerate(order)}
+    tree = object.__new__(Tree)
+    for name, value in (
+        ("tokens", tuple(tokens[o] for o in order)),
+        ("parents", tuple(-1 if o == 0 else new[parents[o]] for o in order)),
+        ("draws", tuple(tuple(new[c] for c in draws[o]) for o in order)),
+        ("sampling", "iid"),
+        ("trunk", scheme.trunk),
+    ):
+        object.__setattr__(tree, name, value)
+    return tree
 
 
 def iid_trees(model: ToyModel, scheme: Scheme, *, multisets: bool = False, trunk_index: int | None = None,
@@ -193,6 +226,34 @@ class BlockLaw:
     n_trees: int
 
 
+class _Rows:
+    """Every ``p``/``q`` row of prefixes up to ``depth`` tokens, stacked once: an instance's tables
+    are one fancy-indexing step (``P[idx]``) instead of a stack of row copies per tree."""
+
+    def __init__(self, model: ToyModel, depth: int) -> None:
+        table = _row_table(model, depth)
+        self.index = {u: i for i, u in enumerate(table)}
+        self.P = np.stack([table[u][0] for u in table])
+        self.Q = np.stack([table[u][1] for u in table])
+
+    def instance(self, tree: Tree) -> Instance:
+        """The :class:`Instance` of ``tree``, without validating again.
+
+        Every row was validated when the model produced it (``ToyModel.p`` / ``q``) and the tree
+        was built from draws with ``q > 0`` (:func:`_build`): what ``Instance.__post_init__``
+        checks holds already, and re-checking it cost more than most verifiers
+        (``tests/test_exact_engines.py`` compares it with a validated instance).
+        """
+        idx = [self.index[u] for u in tree.prefixes]
+        p, q = self.P[idx], self.Q[idx]
+        p.setflags(write=False)
+        q.setflags(write=False)
+        inst = object.__new__(Instance)
+        for name, value in (("tree", tree), ("p", p), ("q", q), ("atol", DEFAULT_ATOL)):
+            object.__setattr__(inst, name, value)
+        return inst
+
+
 def _terminal(result, drawn, value):
     """Deferred categorical draws (``terminal_draws`` entries): ``Outcome(node, drawn)`` rebuilt as
     ``Outcome(node, value)``; None when the result does not carry the draw as its token."""
@@ -210,25 +271,17 @@ def _add(acc: dict, key, value) -> None:
     acc[key] = acc[key] + value if key in acc else value
 
 
-def _trees_law(r: Resolved, model: ToyModel, trees: Iterable[tuple[Tree, Any]], rational: bool) -> BlockLaw:
+def _trees_law(r: Resolved, model: ToyModel, scheme: Scheme, trees: Iterable[tuple[Tree, Any]], rational: bool) -> BlockLaw:
     """Per-tree enumeration of the verifier (the generic path)."""
     terminal = _terminal if r.entry is not None and r.entry.terminal_draws else None
     law: dict = {}
     fallback = mass = 0 * _one(rational)
     n = 0
-    rows: dict = {}
-
-    def row(u):
-        hit = rows.get(u)
-        if hit is None:
-            hit = rows[u] = (model.p(u), model.q(u))
-        return hit
-
+    rows = _Rows(model, scheme.depth)
     for tree, tree_pr in trees:
         n += 1
         mass = mass + tree_pr
-        pq = [row(u) for u in tree.prefixes]
-        inst = Instance(tree, np.stack([a for a, _ in pq]), np.stack([b for _, b in pq]))
+        inst = rows.instance(tree)
         outs, fb = enumerate_law(_runner(r.fn, r.stateful, inst), rational=rational, name=r.name, guard=False,
                                  terminal=terminal, probe=_probed(n))
         fallback = fallback + tree_pr * fb
@@ -269,7 +322,7 @@ def _work(job) -> BlockLaw:
     trees = iid_trees(model, scheme, multisets=multisets, trunk_index=ti, first=first)
     r = resolve(verifier)
     with global_random_guard(r.name):
-        return _trees_law(r, model, trees, rational)
+        return _trees_law(r, model, scheme, trees, rational)
 
 
 def executor(workers):
@@ -376,10 +429,10 @@ def _block_law(r: Resolved, model: ToyModel, scheme: Scheme, rational: bool, wor
     if scheme.kind in DIRECT_KINDS and entry is not None and entry.top_down and not r.stateful:
         return _topdown(r, model, scheme, multisets, rational)
     if scheme.kind not in DIRECT_KINDS:
-        return _trees_law(r, model, scheme.enumerate(model), rational)
+        return _trees_law(r, model, scheme, scheme.enumerate(model), rational)
     pool = executor(workers)
     if pool is None:
-        return _trees_law(r, model, iid_trees(model, scheme, multisets=multisets), rational)
+        return _trees_law(r, model, scheme, iid_trees(model, scheme, multisets=multisets), rational)
     if pool is workers:
         return _parallel(r, model, scheme, multisets, rational, pool)
     with pool:

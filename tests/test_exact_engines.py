@@ -158,3 +158,21 @@ def test_estimates_follow_the_fast_engine():
     # the top-down path verifies 27 root triples, then one leaf per (token, multiplicity 1..3)
     r = exact.evaluate("specinfer", models.random_model(3, seed=1), drafting.iid(3, 1))
     assert r.n_trees == 27 + 3 * 3
+
+
+def test_engine_instances_equal_validated_instances():
+    # the fast engine builds trees and instances without re-validating; every one it hands a
+    # verifier must equal the validated construction from the model
+    model, seen = models.random_model(3, seed=5), []
+
+    def spy(inst, rng):
+        seen.append(inst)
+        return registry.get("traversal").reference(inst, rng)
+
+    exact.evaluate(spy, model, drafting.delayed(2, 1, 1))
+    assert len(seen) >= 27
+    for inst in seen:
+        ref = Instance.from_model(model, Tree(inst.tree.tokens, inst.tree.parents, inst.tree.draws,
+                                              inst.tree.sampling, inst.tree.trunk))
+        assert ref.tree == inst.tree and (ref.p == inst.p).all() and (ref.q == inst.q).all()
+        assert not inst.p.flags.writeable and not inst.q.flags.writeable
