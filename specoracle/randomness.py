@@ -6,6 +6,13 @@ A reference verifier calls only
 - ``rng.categorical(probs, key) -> int``: an index drawn from the probability vector ``probs``;
 - ``rng.fallback(key)``: note that a zero-mass residual forced the documented fallback
   (a probability-0 event mathematically; a non-negligible fallback mass is a bug).
+- ``rng.uniform(key) -> u``: one uniform on [0, 1) that the verifier may compare with several
+  thresholds (``u < a``, ``1 - u >= b``, ``u * c < d``: affine expressions of ``u`` against
+  numbers). The exact enumerator keeps an interval for ``u`` and splits it at every threshold it
+  is compared with, so rules that feed ONE uniform into several decisions are enumerated exactly.
+- ``rng.uniform(key, bits=b) -> k / 2^b``: a quantised uniform (``k`` uniform on ``0..2^b-1``),
+  an ordinary number the verifier may combine freely (products of uniforms against products of
+  ratios); the enumerator branches over its ``2^b`` values.
 
 ``key`` is a hashable name of the decision, e.g. ``("accept", node)``; each key is used at most
 once per verification call. Implementations:
@@ -43,6 +50,7 @@ __all__ = [
     "Fixed",
     "enumerate_law",
     "bernoulli_from_uniform",
+    "quantised",
     "categorical_from_uniform",
     "KeyReuseError",
     "NondeterministicVerifier",
@@ -82,6 +90,17 @@ class RandomSource(Protocol):
     def categorical(self, probs, key: Hashable) -> int: ...
 
     def fallback(self, key: Hashable) -> None: ...
+
+    def uniform(self, key: Hashable, bits: int | None = None): ...
+
+
+def quantised(u: float, bits: int | None) -> float:
+    """``u`` itself (``bits=None``), or ``floor(u 2^bits) / 2^bits``: the quantised uniform."""
+    if bits is None:
+        return float(u)
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 16:
+        raise InvalidArgument(f"uniform(bits=...) must be an int in 1..16, got {bits!r}")
+    return math.floor(float(u) * 2**bits) / 2**bits
 
 
 def bernoulli_from_uniform(u: float, prob) -> bool:
@@ -141,6 +160,9 @@ class Sampling:
     def categorical(self, probs, key: Hashable) -> int:
         return categorical_from_uniform(self.gen.random(), probs)
 
+    def uniform(self, key: Hashable, bits: int | None = None) -> float:
+        return quantised(self.gen.random(), bits)
+
     def fallback(self, key: Hashable) -> None:
         self.fallbacks += 1
 
@@ -189,6 +211,9 @@ class Coupled(_KeyTracker):
     def categorical(self, probs, key: Hashable) -> int:
         return categorical_from_uniform(self._u(key), probs)
 
+    def uniform(self, key: Hashable, bits: int | None = None) -> float:
+        return quantised(self._u(key), bits)
+
     def fallback(self, key: Hashable) -> None:
         self.fallbacks += 1
 
@@ -221,6 +246,12 @@ class Fixed(_KeyTracker):
         if not probs[val] > 0:
             raise SpecoracleError(f"Fixed: index {val} for key {key!r} has probability 0")
         return val
+
+    def uniform(self, key: Hashable, bits: int | None = None) -> float:
+        val = self._get(key)
+        if not 0 <= val < 1:
+            raise SpecoracleError(f"Fixed: uniform for key {key!r} must lie in [0, 1), got {val!r}")
+        return quantised(val, bits)
 
     def fallback(self, key: Hashable) -> None:
         self.fallbacks += 1
@@ -323,6 +354,120 @@ class _Replay(_KeyTracker):
     def fallback(self, key: Hashable) -> None:
         self._resolve()
         self.fell_back = True
+
+    def uniform(self, key: Hashable, bits: int | None = None):
+        self._resolve()
+        self._use(key)
+        if bits is None:
+            return _Affine(_Interval(self, key), self._num(1), self._num(0))
+        quantised(0.0, bits)  # validates bits
+        n = 2**bits
+        step = Fraction(1, n) if self.rational else 1.0 / n
+        return self._choose(("uniform", key), [(k * step, step) for k in range(n)], 1)
+
+
+class _Interval:
+    """The interval ``[lo, hi)`` a shared uniform is known to lie in, in one replay."""
+
+    def __init__(self, rep: _Replay, key: Hashable) -> None:
+        self.rep, self.key = rep, key
+        self.lo, self.hi = rep._num(0), rep._num(1)
+        self.n = 0
+
+    def below(self, t) -> bool:
+        """``u < t`` (``u <= t`` alike: they differ on a null set); splits the interval at ``t``."""
+        if t <= self.lo:
+            return False
+        if t >= self.hi:
+            return True
+        width = self.hi - self.lo
+        p = (t - self.lo) / width
+        self.n += 1
+        below = self.rep._choose(("uniform", self.key, self.n), [(True, p), (False, 1 - p)], 1)
+        if below:
+            self.hi = t
+        else:
+            self.lo = t
+        return below
+
+
+class _Affine:
+    """``scale * u + offset`` for a shared uniform ``u``: what a verifier may compute from
+    ``rng.uniform(key)`` in exact mode (adding, subtracting, scaling by numbers) and compare with
+    numbers; anything else raises, naming the fix (a quantised uniform)."""
+
+    __slots__ = ("u", "scale", "offset")
+
+    def __init__(self, u: _Interval, scale, offset) -> None:
+        self.u, self.scale, self.offset = u, scale, offset
+
+    def _c(self, c):
+        if isinstance(c, _Affine) or isinstance(c, (bool, np.bool_)) or not isinstance(
+                c, (int, float, Fraction, np.integer, np.floating)):
+            raise SpecoracleError(
+                f"exact enumeration of the shared uniform {self.u.key!r}: only affine expressions "
+                f"(u + c, c - u, c * u, u / c with numbers c) compared with numbers can be split "
+                f"exactly, got an operation with {type(c).__name__}; use rng.uniform(key, bits=8) "
+                "(a quantised uniform) for products of uniforms"
+            )
+        return self.u.rep._num(c)
+
+    def __add__(self, c):
+        return _Affine(self.u, self.scale, self.offset + self._c(c))
+
+    __radd__ = __add__
+
+    def __sub__(self, c):
+        return _Affine(self.u, self.scale, self.offset - self._c(c))
+
+    def __rsub__(self, c):
+        return _Affine(self.u, -self.scale, self._c(c) - self.offset)
+
+    def __mul__(self, c):
+        c = self._c(c)
+        return _Affine(self.u, self.scale * c, self.offset * c)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, c):
+        c = self._c(c)
+        if c == 0:
+            raise SpecoracleError(f"shared uniform {self.u.key!r} divided by 0")
+        return _Affine(self.u, self.scale / c, self.offset / c)
+
+    def __neg__(self):
+        return _Affine(self.u, -self.scale, -self.offset)
+
+    def _less(self, c) -> bool:
+        """``scale u + offset < c``."""
+        c = self._c(c)
+        if self.scale == 0:
+            return self.offset < c
+        t = (c - self.offset) / self.scale
+        return self.u.below(t) if self.scale > 0 else not self.u.below(t)
+
+    def __lt__(self, c):
+        return self._less(c)
+
+    __le__ = __lt__  # equal on a null set
+
+    def __gt__(self, c):
+        return (-self)._less(-self._c(c))
+
+    __ge__ = __gt__
+
+    def _refuse(self, *args):
+        raise SpecoracleError(
+            f"exact enumeration of the shared uniform {self.u.key!r}: its value cannot be read, only "
+            "compared with thresholds (u < a, 1 - u >= b, u * c < d); use rng.uniform(key, bits=8) for "
+            "a quantised uniform with an ordinary value"
+        )
+
+    __bool__ = __float__ = __int__ = __index__ = __hash__ = __eq__ = __ne__ = __pow__ = __rpow__ = _refuse
+    __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __array__ = _refuse
+
+    def __repr__(self) -> str:
+        return f"<shared uniform {self.u.key!r}: {self.scale} u + {self.offset}>"
 
 
 def _same(a, b) -> bool:
