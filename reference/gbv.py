@@ -165,6 +165,8 @@ ENTRIES = [
         keys=gbv_keys,
         schemes=frozenset({"chain", "iid", "delayed"}),
         family="gbv",
+        draw_order_invariant=True,
+        terminal_draws=True,
         optimal_within="single-path verifiers given the selected path (BV on the best-of-K law)",
         description=(
             "greedy multi-path block verification (Thomas & Pal 2026): lexicographic best path by "

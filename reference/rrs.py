@@ -94,6 +94,7 @@ ENTRIES = [
         rrs_wor_keys,
         ALL_KINDS,
         "rrs",
+        top_down=True,
         description="recursive rejection sampling without replacement (RSD/MCSD), top-down over "
         "distinct children in first-appearance order",
     ),

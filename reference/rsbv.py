@@ -247,6 +247,7 @@ ENTRIES = [
         keys=rsbv_keys,
         schemes=SCHEMES,
         family="rsbv",
+        terminal_draws=True,
         optimal_within="single-path verifiers given the selected path (BV on the selection's law)",
         description=(
             "multi-draft block verification: per-node rejection-sampling path selection toward p "

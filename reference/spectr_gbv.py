@@ -410,6 +410,7 @@ ENTRIES = [
         keys=spectr_gbv_as_found_keys,
         schemes=frozenset({"chain", "iid"}),
         family="spectr_gbv",
+        terminal_draws=True,
         lossless=False,
         description=(
             "SpecTr-GBV per-iteration rule exactly as found in third-party code of unknown provenance "

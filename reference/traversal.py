@@ -123,6 +123,7 @@ ENTRIES = [
         keys=traversal_keys,
         schemes=frozenset({"chain", "iid", "delayed", "without_replacement"}),
         family="traversal",
+        terminal_draws=True,
         description=(
             "Traversal Verification (Weng et al. 2025), strict post-order; reconstructed from the GBV "
             "authors' traversal_verify (paper body unread)"

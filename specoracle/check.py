@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import examples, stats
+from . import examples, registry, stats
 from .drafting import Scheme, parse_scheme, without_replacement
 from .errors import BudgetExceeded, InvalidArgument, InvalidInstance, unknown_name
 from .exact import LOSSLESS_TOL, judged_length, shifted
@@ -93,6 +93,11 @@ AUTO_EXACT_SECONDS = 60.0
 
 # Cost model of the estimates, measured on 2 shared CPU cores (float64, NumPy references):
 SECONDS_PER_LEAF = 5e-5  # one decision leaf of the exact engine (20-80 us across the registry)
+# fast-engine paths, in units of that leaf (measured: specinfer V=4 iid(3,3) 34k runs in 5 s,
+# traversal V=4 iid(3,2) 4096 trees x 12 runs in 6 s): a one-level top-down instance is built per
+# run, and a deferred final draw rebuilds V outcomes per run
+TOPDOWN_LEAF_WEIGHT = 3.0
+DEFERRED_LEAF_WEIGHT = 2.5
 SECONDS_PER_ROW = (2e-5, 2e-7)  # least cost of one model row of V tokens (a + b V); rows are also timed
 SECONDS_PER_LP_VARIABLE = 2e-4  # build + HiGHS solve of the universal LP, per variable
 BYTES_PER_LP_VARIABLE = 2000.0  # cvxpy/scipy structures per variable of that LP
@@ -206,32 +211,77 @@ def _tree_nodes(scheme: Scheme, V: int) -> int:
     return 1 + scheme.draws
 
 
-def exact_work(model: ToyModel, scheme: Scheme, *, stateful: bool = False) -> float:
-    """Estimated number of leaves the exact engine enumerates: draft trees x decision leaves per
-    tree (``(nodes + 1) V``: an accept/reject coin per node and a residual draw over ``V`` tokens);
-    stateful verifiers start such a call at every context of up to ``2L`` tokens.
+def _entry(verifier):
+    """The registry entry of a verifier given by name or Entry (None for callables and samplers)."""
+    if isinstance(verifier, str) and verifier in registry.names():
+        return registry.get(verifier)
+    return verifier if isinstance(verifier, registry.Entry) else None
 
-    A coarse upper bound (the exact engine may replace it with a precise count): it sets the
-    ``auto`` method and the time budget of ``method="exact"``.
+
+def _topdown_work(scheme: Scheme, V: int, multisets: bool) -> float:
+    """Verifier runs of the memoised subtree laws (:mod:`specoracle.enumeration`, ``top_down``):
+    at depth ``d`` every prefix (``V^d``) and draw count ``m`` (1 on the trunk, ``k`` at its end,
+    1..k below) verifies every draw tuple (``V^m``, or ``C(V+m-1, m)`` multisets) on a one-level
+    tree of ``m + 1`` nodes (``(m + 2) V`` leaves); a leaf prefix costs ``V``."""
+    k, T, L = scheme.k, scheme.trunk, scheme.depth
+    work = 0.0
+    for d in range(L + 1):
+        counts = [1] if d < T else ([k] if d == T else range(1, k + 1))
+        for m in counts:
+            if d == L:
+                work += _pow(V, d) * V
+            else:
+                tuples = math.comb(V + m - 1, m) if multisets else _pow(V, m)
+                work += _pow(V, d) * tuples * (m + 2) * V
+    return work
+
+
+def exact_work(model: ToyModel, scheme: Scheme, *, stateful: bool = False, verifier=None) -> float:
+    """Estimated verifier runs (decision leaves) of the exact engine.
+
+    Without ``verifier`` (or for a plain callable): draft trees x decision leaves per tree
+    (``(nodes + 1) V``: an accept/reject coin per node and a residual draw over ``V`` tokens). A
+    registry ``verifier`` (name or Entry) is costed by the path the fast engine takes for it, in
+    units of that leaf: memoised subtree laws for ``top_down`` entries (:func:`_topdown_work` x
+    ``TOPDOWN_LEAF_WEIGHT``), one tree per multiset of paths for ``draw_order_invariant`` ones,
+    ``(nodes + 1 + V) x DEFERRED_LEAF_WEIGHT`` per tree for ``terminal_draws`` ones (deferred final
+    draw). Stateful verifiers start a call at every
+    context of up to ``2L`` tokens.
+
+    A coarse upper bound: it sets the ``auto`` method and the time budget of ``method="exact"``.
 
     >>> from specoracle import examples, drafting
     >>> exact_work(examples.E5(), drafting.iid(2, 2))   # 4^4 trees x 6 nodes x 4 tokens
     6144.0
+    >>> exact_work(examples.E5(), drafting.iid(2, 2), verifier="specinfer")   # root pairs, child draws, leaves
+    4800.0
     """
     V = model.V
-    work = enumeration_size(scheme, V) * (_tree_nodes(scheme, V) + 1) * V
+    entry = _entry(verifier)
+    direct = scheme.kind in ("chain", "iid", "delayed")
+    if entry is not None and entry.top_down and direct and not stateful:
+        return float(TOPDOWN_LEAF_WEIGHT * _topdown_work(scheme, V, entry.draw_order_invariant))
+    trees = enumeration_size(scheme, V)
+    if entry is not None and entry.draw_order_invariant and direct and scheme.branch:
+        paths = _pow(V, scheme.branch)
+        trees = _pow(V, scheme.trunk) * _exp(math.lgamma(paths + scheme.k) - math.lgamma(scheme.k + 1)
+                                             - math.lgamma(paths)) if math.isfinite(paths) else math.inf
+    leaves = DEFERRED_LEAF_WEIGHT * (_tree_nodes(scheme, V) + 1 + V) if entry is not None and entry.terminal_draws \
+        else (_tree_nodes(scheme, V) + 1) * V
+    work = trees * leaves
     if stateful:
         work *= stats.marginal_prefixes(V, judged_length(scheme, True))
     return float(work)
 
 
-def estimate_exact(model: ToyModel, scheme: Scheme, *, stateful: bool = False) -> Estimate:
-    """Time and memory of an exact verdict: :func:`exact_work` leaves, and the dense laws on
-    ``V^length`` (extended/sequence law, target, difference)."""
+def estimate_exact(model: ToyModel, scheme: Scheme, *, stateful: bool = False, verifier=None) -> Estimate:
+    """Time and memory of an exact verdict: :func:`exact_work` leaves (costed for ``verifier``
+    when given), and the dense laws on ``V^length`` (extended/sequence law, target, difference)."""
     length = judged_length(scheme, stateful)
+    work = exact_work(model, scheme, stateful=stateful, verifier=verifier)
     return Estimate(
-        f"exact enumeration of {scheme.name} on {model.name} (~{exact_work(model, scheme, stateful=stateful):.3g} leaves)",
-        exact_work(model, scheme, stateful=stateful) * SECONDS_PER_LEAF,
+        f"exact enumeration of {scheme.name} on {model.name} (~{work:.3g} leaves)",
+        work * SECONDS_PER_LEAF,
         3 * 8 * _pow(model.V, length) / 2**30,
         "use method='chi2' (--method chi2), a smaller scheme or a smaller vocabulary",
     )
@@ -652,7 +702,7 @@ def check_lossless(
     if method == "exact" and not enumerable:
         raise InvalidArgument(f"method='exact' is impossible: {why}; use method='chi2'")
     if method != "chi2" and enumerable:
-        est = estimate_exact(model, scheme, stateful=stateful)
+        est = estimate_exact(model, scheme, stateful=stateful, verifier=verifier)
         auto_limit = min(AUTO_EXACT_SECONDS, budget["max_seconds"])
         if method == "exact" or (est.seconds <= auto_limit and est.memory_gb <= budget["max_memory_gb"]):
             est.require(**budget)

@@ -11,11 +11,17 @@
 iterations run until ``length`` tokens are emitted, the sequence is truncated to ``length`` and
 compared with ``P`` on ``V^length``.
 
+Every outcome a verifier returns is validated (:func:`checked_block`: an :class:`Outcome` whose node
+exists and whose token lies in ``0..V-1``), every enumeration must be deterministic and sum to 1
+(:func:`specoracle.randomness.enumerate_law`), and the law built here must carry the whole mass of
+the drafted trees; a verifier that breaks any of these is refused, never judged.
+
 Float64 by default; ``rational=True`` uses :class:`fractions.Fraction` end to end (the model must
 be rational, see :func:`specoracle.models.rationalize`).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -23,16 +29,21 @@ from typing import Any
 import numpy as np
 
 from .drafting import Scheme
-from .errors import InvalidArgument
+from .enumeration import BadOutcome, checked_block
+from .enumeration import block_law as fast_block_law
+from .errors import InvalidArgument, SpecoracleError, unknown_name
 from .instance import Instance, Outcome
 from .models import ToyModel
-from .randomness import enumerate_law
+from .randomness import LAW_SUM_TOL, enumerate_law, global_random_guard
 from .registry import resolve
 
 __all__ = [
     "ExactResult",
+    "BadOutcome",
+    "checked_block",
     "SequenceResult",
     "LOSSLESS_TOL",
+    "ENGINES",
     "is_lossless",
     "judged_length",
     "evaluate",
@@ -113,6 +124,17 @@ class SequenceResult:
         return is_lossless(self.max_error, self.rational)
 
 
+def _check_total(total, expected, rational: bool, name: str, what: str, slack: float = 0.0) -> None:
+    """The law built for ``name`` must carry the mass ``expected`` (None: 1) exactly, or to
+    ``LAW_SUM_TOL + slack`` in float."""
+    expected = 1 if expected is None else expected
+    if (total != expected) if rational else not abs(float(total) - float(expected)) <= LAW_SUM_TOL + slack:
+        raise SpecoracleError(
+            f"the {what} built for verifier {name!r} has total probability {total!r}, expected {expected!r}; "
+            "its replay is not deterministic (randomness drawn outside rng?)"
+        )
+
+
 def _check_model(model: ToyModel, rational: bool) -> None:
     if not isinstance(model, ToyModel):
         raise InvalidArgument(f"model must be a specoracle ToyModel, got {type(model).__name__}")
@@ -129,9 +151,10 @@ def tree_law(verifier, instance: Instance, *, rational: bool | None = None) -> d
     name, fn, stateful = r.name, r.fn, r.stateful
     rational = instance.rational if rational is None else rational
     run = (lambda r: fn(instance, r, None)[0]) if stateful else (lambda r: fn(instance, r))
-    law, _ = enumerate_law(run, rational=rational)
+    law, _ = enumerate_law(run, rational=rational, name=name)
     out: dict[Outcome, Any] = {}
     for o, pr in law:
+        checked_block(o, instance, name)
         out[o] = out.get(o, 0) + pr
     return out
 
@@ -161,7 +184,14 @@ def extend(block_law: dict, model: ToyModel, length: int) -> np.ndarray:
     return ext
 
 
-def evaluate(verifier, model: ToyModel, scheme: Scheme, *, rational: bool = False) -> ExactResult:
+ENGINES = ("fast", "reference")
+"""``fast``: :mod:`specoracle.enumeration` (direct trees, multisets, memoised subtree laws,
+workers); ``reference``: the drafting procedure and the verifier replayed per leaf (the slow
+oracle the fast engine is tested against)."""
+
+
+def evaluate(verifier, model: ToyModel, scheme: Scheme, *, rational: bool = False, engine: str = "fast",
+             workers=None) -> ExactResult:
     """Exact law, extended law, max error and block efficiency of a one-step verifier.
 
     Parameters
@@ -169,6 +199,9 @@ def evaluate(verifier, model: ToyModel, scheme: Scheme, *, rational: bool = Fals
     verifier : registry name, Entry, or ``verify(instance, rng) -> Outcome``.
     model : ToyModel (rational when ``rational=True``).
     scheme : drafting scheme.
+    engine : ``"fast"`` (default) or ``"reference"`` (see :data:`ENGINES`); both give the same law.
+    workers : fast engine, per-tree path: None (serial), a number of processes, or an executor
+        with ``map`` (:func:`specoracle.enumeration.executor`).
 
     Examples
     --------
@@ -179,23 +212,23 @@ def evaluate(verifier, model: ToyModel, scheme: Scheme, *, rational: bool = Fals
     Fraction(20, 9)
     """
     _check_model(model, rational)
+    if engine not in ENGINES:
+        raise unknown_name("engine", engine, ENGINES)
     r = resolve(verifier, scheme)
-    name, fn, stateful = r.name, r.fn, r.stateful
+    name = r.name
     L = scheme.depth
-    block_law: dict[tuple, Any] = {}
+    if engine == "fast":
+        bl = fast_block_law(verifier, model, scheme, rational=rational, workers=workers)
+        block_law, fallback, mass, n_trees = bl.law, bl.fallback, bl.mass, bl.n_trees
+    else:
+        with global_random_guard(name):
+            block_law, fallback, mass, n_trees = _reference_block_law(r, model, scheme, rational)
+    # the drafted mass is 1 up to the rows' rounding (Instance atol 1e-9 per row, one row per draw)
+    _check_total(_total(block_law.values(), rational), mass, rational, name, "block law",
+                 slack=0 if mass is not None else 1e-9 * (scheme.draws + 1))
     length_law: dict[int, Any] = {}
-    fallback: Any = Fraction(0) if rational else 0.0
-    trees = scheme.enumerate(model)
-    for tree, tree_pr in trees:
-        inst = Instance.from_model(model, tree)
-        run = (lambda r, inst=inst: fn(inst, r, None)[0]) if stateful else (lambda r, inst=inst: fn(inst, r))
-        law, fb = enumerate_law(run, rational=rational)
-        fallback += tree_pr * fb
-        for outcome, pr in law:
-            b = inst.block(outcome)
-            w = tree_pr * pr
-            block_law[b] = block_law.get(b, 0) + w
-            length_law[len(b) - 1] = length_law.get(len(b) - 1, 0) + w
+    for b, pr in block_law.items():
+        length_law[len(b) - 1] = length_law[len(b) - 1] + pr if len(b) - 1 in length_law else pr
     ext = extend(block_law, model, L + 1)
     target = model.target_law(L + 1).reshape(-1)
     err = max(abs(a - b) for a, b in zip(ext, target))
@@ -211,9 +244,129 @@ def evaluate(verifier, model: ToyModel, scheme: Scheme, *, rational: bool = Fals
         max_error=err,
         block_efficiency=eff,
         fallback_mass=fallback,
-        n_trees=len(trees),
+        n_trees=n_trees,
         rational=rational,
     )
+
+
+def _total(values, rational: bool):
+    """Sum of probabilities: exact for Fractions, ``math.fsum`` for floats."""
+    return sum(values, Fraction(0)) if rational else math.fsum(values)
+
+
+def _sequence_reference(r, model: ToyModel, scheme: Scheme, length: int, rational: bool):
+    """Reference engine of :func:`sequence_law`: ``(law of the finished prefixes, expected calls)``."""
+    name, fn, stateful = r.name, r.fn, r.stateful
+    finished: dict[tuple, Any] = {}
+    calls: Any = Fraction(0) if rational else 0.0
+    frontier: list[tuple[tuple, Any, Any]] = [((), None, Fraction(1) if rational else 1.0)]
+    while frontier:
+        context, state, pr = frontier.pop()
+        if len(context) >= length:
+            key = context[:length]
+            finished[key] = finished.get(key, 0) + pr
+            continue
+        calls += pr
+        m = shifted(model, context)
+
+        def run(r, m=m, state=state):
+            inst = Instance.from_model(m, scheme.draft(m, r))
+            if stateful:
+                outcome, new_state = fn(inst, r, state)
+            else:
+                outcome, new_state = fn(inst, r), None
+            return checked_block(outcome, inst, name), new_state
+
+        law, _ = enumerate_law(run, rational=rational, name=name, guard=False)
+        for (block, new_state), p in _merge_outcomes(law):
+            frontier.append((context + block, new_state, pr * p))
+    return finished, calls
+
+
+def _rows_key(model: ToyModel, depth: int) -> tuple:
+    """Every ``p``/``q`` row a call can read (prefixes of up to ``depth`` tokens), as a hashable key."""
+    level, key = [()], []
+    for d in range(depth + 1):
+        for u in level:
+            p, q = model.p(u), model.q(u)
+            key.append((tuple(p), tuple(q)) if model.rational else (p.tobytes(), q.tobytes()))
+        level = [u + (t,) for u in level for t in range(model.V)] if d < depth else []
+    return tuple(key)
+
+
+def _step_law(r, m: ToyModel, scheme: Scheme, state, rational: bool) -> list:
+    """``[((block, new_state), pr)]`` of one call on model ``m`` (direct tree enumeration)."""
+    from .enumeration import DIRECT_KINDS, iid_trees
+
+    fn, stateful, name = r.fn, r.stateful, r.name
+    trees = iid_trees(m, scheme) if scheme.kind in DIRECT_KINDS else scheme.enumerate(m)
+    out: list = []
+    for tree, tree_pr in trees:
+        inst = Instance.from_model(m, tree)
+        run = (lambda rr: fn(inst, rr, state)) if stateful else (lambda rr: (fn(inst, rr), None))
+        law, _ = enumerate_law(run, rational=rational, name=name, guard=False)
+        for (outcome, new_state), p in law:
+            out.append(((checked_block(outcome, inst, name), new_state), tree_pr * p))
+    return _merge_outcomes(out)
+
+
+def _sequence_fast(r, model: ToyModel, scheme: Scheme, length: int, rational: bool):
+    """Fast engine of :func:`sequence_law` (see its docstring)."""
+    finished: dict[tuple, Any] = {}
+    calls: Any = Fraction(0) if rational else 0.0
+    memo: dict = {}
+    levels: dict[int, dict] = {0: {((), _hashable(None)): (None, Fraction(1) if rational else 1.0)}}
+    for n in range(length):  # every call emits >= 1 token: contexts grow, process them by length
+        for (context, _), (state, pr) in levels.pop(n, {}).items():
+            calls += pr
+            m = shifted(model, context)
+            skey = _hashable(state)
+            key = None if skey is None else (_rows_key(m, scheme.depth), skey)
+            law = memo.get(key) if key is not None else None
+            if law is None:
+                law = _step_law(r, m, scheme, state, rational)
+                if key is not None:
+                    memo[key] = law
+            for (block, new_state), p in law:
+                ctx = context + block
+                w = pr * p
+                if len(ctx) >= length:
+                    finished[ctx[:length]] = finished.get(ctx[:length], 0) + w
+                    continue
+                level = levels.setdefault(len(ctx), {})
+                hk = _hashable(new_state)
+                k = (ctx, hk if hk is not None else id(new_state))
+                level[k] = (new_state, level[k][1] + w) if k in level else (new_state, w)
+    return finished, calls
+
+
+def _hashable(state):
+    """``state`` as a dict key (``("none",)`` for None), or None when it cannot be hashed."""
+    if state is None:
+        return ("none",)
+    try:
+        hash(state)
+    except TypeError:
+        return None
+    return ("state", state)
+
+
+def _reference_block_law(r, model: ToyModel, scheme: Scheme, rational: bool):
+    """The reference engine: the drafting procedure replayed per leaf, then the verifier replayed
+    per leaf of every tree. Returns ``(block_law, fallback_mass, tree_mass, n_trees)``."""
+    name, fn, stateful = r.name, r.fn, r.stateful
+    block_law: dict[tuple, Any] = {}
+    fallback: Any = Fraction(0) if rational else 0.0
+    trees = scheme.enumerate(model)
+    for tree, tree_pr in trees:
+        inst = Instance.from_model(model, tree)
+        run = (lambda r, inst=inst: fn(inst, r, None)[0]) if stateful else (lambda r, inst=inst: fn(inst, r))
+        law, fb = enumerate_law(run, rational=rational, name=name, guard=False)
+        fallback += tree_pr * fb
+        for outcome, pr in law:
+            b = checked_block(outcome, inst, name)
+            block_law[b] = block_law.get(b, 0) + tree_pr * pr
+    return block_law, fallback, _total((pr for _, pr in trees), rational), len(trees)
 
 
 def _merge_outcomes(law: list) -> list:
@@ -247,42 +400,33 @@ def shifted(model: ToyModel, context: tuple) -> ToyModel:
 
 
 def sequence_law(
-    verifier, model: ToyModel, scheme: Scheme, length: int, *, rational: bool = False
+    verifier, model: ToyModel, scheme: Scheme, length: int, *, rational: bool = False, engine: str = "fast"
 ) -> SequenceResult:
     """Exact law of the first ``length`` tokens generated by repeated verification calls.
 
     Each call drafts a tree from the model shifted by the tokens emitted so far and verifies it;
     a stateful verifier receives the state its previous call returned (``None`` first). Use
     ``length >= 2L + 1`` so that at least two iterations interact.
+
+    ``engine="fast"`` merges equal ``(context, state)`` pairs, enumerates the trees of each call
+    directly and memoises a call's law on ``(rows of its context, state)`` (rows read up to the
+    scheme's depth: equal rows give the same call); ``"reference"`` replays drafting and verifier
+    jointly per leaf.
     """
     _check_model(model, rational)
+    if engine not in ENGINES:
+        raise unknown_name("engine", engine, ENGINES)
     r = resolve(verifier, scheme)
-    name, fn, stateful = r.name, r.fn, r.stateful
+    name = r.name
     if length < 1:
         raise InvalidArgument(f"length must be >= 1, got {length}")
-    finished: dict[tuple, Any] = {}
-    calls: Any = Fraction(0) if rational else 0.0
-    frontier: list[tuple[tuple, Any, Any]] = [((), None, Fraction(1) if rational else 1.0)]
-    while frontier:
-        context, state, pr = frontier.pop()
-        if len(context) >= length:
-            key = context[:length]
-            finished[key] = finished.get(key, 0) + pr
-            continue
-        calls += pr
-        m = shifted(model, context)
-
-        def run(r, m=m, state=state):
-            inst = Instance.from_model(m, scheme.draft(m, r))
-            if stateful:
-                outcome, new_state = fn(inst, r, state)
-            else:
-                outcome, new_state = fn(inst, r), None
-            return inst.block(outcome), new_state
-
-        law, _ = enumerate_law(run, rational=rational)
-        for (block, new_state), p in _merge_outcomes(law):
-            frontier.append((context + block, new_state, pr * p))
+    with global_random_guard(name):
+        if engine == "fast":
+            finished, calls = _sequence_fast(r, model, scheme, length, rational)
+        else:
+            finished, calls = _sequence_reference(r, model, scheme, length, rational)
+    if rational:  # float: each call's enumeration is checked; rows may sum to 1 +- 1e-9 (Instance atol)
+        _check_total(_total(finished.values(), True), 1, True, name, "sequence law")
     seq = extend(finished, model, length)
     target = model.target_law(length).reshape(-1)
     err = max(abs(a - b) for a, b in zip(seq, target))

@@ -37,6 +37,17 @@ class Entry:
     optimal_within : the class in which it is claimed optimal, or None.
     bound : name of the LP in ``specoracle.lp`` that states that optimality, or None.
     description : one line; reconstructions say so.
+    draw_order_invariant : the law of the emitted block is the same for every order of the i.i.d.
+        paths of a tree, so the exact engine may verify each multiset of paths once, weighted by
+        its number of orders (``tests/test_exact_engines.py`` checks every declaration).
+    top_down : the verifier walks down from the root; its decision at node ``u`` reads only
+        ``p_u``, ``q_u`` and the tokens drawn at ``u``, and after entering a child only that child's
+        subtree, so the exact engine may compose memoised one-level laws
+        (:mod:`specoracle.enumeration`; checked against the reference engine likewise).
+    terminal_draws : whenever a categorical draw is the last random decision of a call, the call
+        returns ``Outcome(node, drawn)`` with ``node`` independent of the drawn value, so the exact
+        engine rebuilds the outcome of every value instead of replaying the call per value
+        (deferred categorical draws; checked against the reference engine likewise).
     """
 
     name: str
@@ -50,6 +61,9 @@ class Entry:
     optimal_within: str | None = None
     bound: str | None = None
     description: str = ""
+    draw_order_invariant: bool = False
+    top_down: bool = False
+    terminal_draws: bool = False
     extra: dict = field(default_factory=dict, compare=False)
 
     def accepts(self, scheme) -> bool:
