@@ -243,5 +243,5 @@ def traversal(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return res, categorical(uu, law)
 
 
-TRAVERSAL = Twin("traversal", traversal, chain_keys("accept"), frozenset({"chain", "iid", "delayed", "without_replacement"}))
+TRAVERSAL = Twin("traversal", traversal, chain_keys("accept"))
 TWINS = {"traversal": TRAVERSAL}

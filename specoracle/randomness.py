@@ -37,6 +37,7 @@ __all__ = [
     "bernoulli_from_uniform",
     "categorical_from_uniform",
     "KeyReuseError",
+    "check_uniforms",
 ]
 
 R = TypeVar("R")
@@ -56,6 +57,22 @@ class RandomSource(Protocol):
     def categorical(self, probs, key: Hashable) -> int: ...
 
     def fallback(self, key: Hashable) -> None: ...
+
+
+def check_uniforms(u, who: str = "uniforms"):
+    """Raise :class:`InvalidArgument` unless every entry of ``u`` lies in [0, 1) (NaN fails); return ``u``.
+
+    ``u`` is any array with elementwise comparisons and boolean-mask indexing (a numpy array or a
+    torch tensor): the one rule for the uniforms of :class:`Coupled` and of the torch twins.
+    """
+    bad = ~((u >= 0) & (u < 1))
+    if bool(bad.any()):
+        first = float(u[bad].reshape(-1)[0])
+        raise InvalidArgument(
+            f"{who} must lie in [0, 1): {int(bad.sum())} of {len(bad.reshape(-1))} entries do not "
+            f"(first: {first!r})"
+        )
+    return u
 
 
 def bernoulli_from_uniform(u: float, prob) -> bool:
@@ -139,8 +156,7 @@ class Coupled(_KeyTracker):
         u = np.asarray(uniforms, dtype=np.float64)
         if u.shape != (len(layout),):
             raise InvalidArgument(f"Coupled needs one uniform per key: {u.shape} uniforms for {len(layout)} keys")
-        if np.any((u < 0) | (u >= 1)) or not np.all(np.isfinite(u)):
-            raise InvalidArgument("Coupled uniforms must lie in [0, 1)")
+        check_uniforms(u, "Coupled uniforms")
         self.uniforms = u
         self.column = {k: j for j, k in enumerate(layout)}
         if len(self.column) != len(layout):
