@@ -2,7 +2,8 @@
 
 :func:`twin` maps a registry name to its batched torch implementation (a :class:`~.batch.Twin`:
 ``twin(batch, uniforms=U)`` or ``twin(batch, generator=g)`` -> :class:`~.batch.TwinResult`).
-Twins are collected from the modules listed in ``_TWIN_MODULES``, each exposing ``TWINS``.
+Twins are collected from the modules listed in ``_TWIN_MODULES``, each exposing ``TWINS`` (a
+missing module is an ImportError).
 
 Entry points used by tests and reports: :func:`parity` (shared randomness against the reference),
 :func:`sample_blocks` (independent randomness, torch drafting + twin), :func:`chi2_twin`
@@ -20,20 +21,14 @@ _CHECKS = ("parity", "sample_blocks", "chi2_twin", "ParityResult", "resolve_devi
            "sample_sequences")
 __all__ = ["twin", "TWINS", "bench", *_CHECKS]
 
-_TWIN_MODULES = ("chain", "traversal", "topdown", "rrs", "gbv", "univer", "spectr_gbv", "rsbv")
+_TWIN_MODULES = ("chain", "traversal", "topdown", "gbv", "univer", "spectr_gbv", "rsbv")
 
 TWINS: dict = {}
 
 
 def _collect() -> None:
     for mod in _TWIN_MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{mod}":
-                continue
-            raise
-        TWINS.update(getattr(module, "TWINS", {}))
+        TWINS.update(importlib.import_module(f"{__name__}.{mod}").TWINS)
 
 
 _collect()

@@ -20,12 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
 
+from specoracle import registry
 from specoracle.errors import InvalidArgument, InvalidInstance
-from specoracle.instance import Instance
+from specoracle.instance import DEFAULT_ATOL, Instance, check_drafted_tokens, probability_faults, raise_row_fault
+from specoracle.randomness import check_uniforms
+from specoracle.tree import check_sampling, check_tree_arrays
 
 __all__ = [
     "TreeBatch",
@@ -148,6 +152,24 @@ class TreeBatch:
             return torch.zeros(self.B, dtype=torch.long, device=self.device)
         return self.trunk
 
+    @cached_property
+    def kinds(self) -> frozenset[str]:
+        """Drafting kinds (``specoracle.drafting.KINDS``) of the trees in the batch.
+
+        A without-replacement batch is ``without_replacement``; otherwise a tree with ``trunk > 0``
+        is ``delayed``, a tree whose nodes have at most one distinct child is a ``chain``, any
+        other tree ``iid``. A twin runs only if its registry entry accepts every kind present.
+        """
+        if self.sampling == "without_replacement":
+            return frozenset({"without_replacement"})
+        inner = self.valid.clone()
+        inner[:, 0] = False
+        width = torch.zeros_like(self.parents).scatter_add_(1, self.parents.clamp_min(0), inner.long())
+        branches = width.amax(1) > 1
+        delayed = self.trunks > 0
+        found = {"delayed": delayed, "iid": ~delayed & branches, "chain": ~delayed & ~branches}
+        return frozenset(k for k, m in found.items() if bool(m.any()))
+
     def laws64(self) -> tuple[torch.Tensor, torch.Tensor]:
         """float64 CPU laws for CPU precomputations (the originals when the batch carries them)."""
         if self.p64 is not None and self.q64 is not None:
@@ -187,9 +209,11 @@ class Twin:
 
     ``run(batch, U) -> (node [B], token [B])`` does the work; ``keys(batch)`` lists the keys of the
     columns of ``U`` ``[B, n_keys]``. Call ``twin(batch, uniforms=U)`` for shared randomness or
-    ``twin(batch, generator=g)`` for fresh uniforms (``torch.rand`` in the batch dtype).
-    ``schemes`` lists the drafting kinds the twin accepts (as in the registry); ``note`` says what
-    runs outside torch, if anything. A ``stateful`` twin (as its reference) runs
+    ``twin(batch, generator=g)`` for fresh uniforms (``torch.rand`` in the batch dtype). ``name``
+    is the registry name: a call on a batch holding a drafting kind (:attr:`TreeBatch.kinds`) that
+    the registry entry does not accept raises its :meth:`~specoracle.registry.Entry.require` error,
+    and given uniforms outside [0, 1) raise (:func:`~specoracle.randomness.check_uniforms`).
+    ``note`` says what runs outside torch, if anything. A ``stateful`` twin (as its reference) runs
     ``run(batch, U, state) -> (node, token, state)``: pass ``state=None`` at the first call of every
     sequence, then ``result.state``.
     """
@@ -197,12 +221,19 @@ class Twin:
     name: str
     run: Callable[..., tuple]
     keys: Callable[[TreeBatch], list]
-    schemes: frozenset
     note: str = ""
     stateful: bool = False
 
+    @property
+    def schemes(self) -> frozenset[str]:
+        """Drafting kinds the twin accepts: its registry entry's."""
+        return registry.get(self.name).schemes
+
     def __call__(self, batch: TreeBatch, *, uniforms: torch.Tensor | None = None,
                  generator: torch.Generator | None = None, state=None) -> TwinResult:
+        entry = registry.get(self.name)
+        for kind in sorted(batch.kinds):
+            entry.require(kind)
         keys = self.keys(batch)
         if uniforms is None:
             uniforms = torch.rand((batch.B, len(keys)), generator=generator, dtype=batch.dtype, device=batch.device)
@@ -211,6 +242,8 @@ class Twin:
                 f"twin {self.name!r} needs uniforms of shape [B, n_keys] = [{batch.B}, {len(keys)}], "
                 f"got {tuple(uniforms.shape)}"
             )
+        else:
+            check_uniforms(uniforms, f"uniforms of twin {self.name!r}")
         uniforms = uniforms.to(device=batch.device, dtype=batch.dtype)
         if self.stateful:
             node, token, state = self.run(batch, uniforms, state)
@@ -307,62 +340,47 @@ def from_tensors(tokens: torch.Tensor, parents: torch.Tensor, p: torch.Tensor, q
     if q.dtype != dtype or q.device != p.device:
         raise InvalidArgument("p and q must share dtype and device")
     B, N, V = p.shape
+    for what, n in (("B (trees)", B), ("N (nodes)", N), ("V (vocabulary)", V)):
+        if n < 1:
+            raise InvalidInstance(f"from_tensors needs {what} >= 1; got p of shape {tuple(p.shape)}")
     dev = p.device
-    if sampling not in ("iid", "without_replacement"):
-        raise InvalidArgument(f"sampling must be 'iid' or 'without_replacement', got {sampling!r}")
+    check_sampling(sampling)
     tokens = _long(tokens, "tokens", (B, N), dev)
     parents = _long(parents, "parents", (B, N), dev)
     mult = torch.ones((B, N), dtype=torch.long, device=dev) if multiplicity is None else \
         _long(multiplicity, "multiplicity", (B, N), dev)
+    trunk_t = torch.zeros(B, dtype=torch.long, device=dev) if trunk is None else _long(trunk, "trunk", (B,), dev)
     node = torch.arange(N, device=dev)
-    if N == 0 or bool((parents[:, 0] != -1).any()):
+    if bool((parents[:, 0] != -1).any()):
         raise InvalidInstance("node 0 must be the root (parent -1)")
     valid = (parents >= 0) | (node == 0)
-    if bool((valid[:, 1:] & ~valid[:, :-1]).any()):
-        raise InvalidInstance("padding nodes (parent -1) must come after the real nodes")
-    if bool((valid & (parents >= node)).any()):
-        raise InvalidInstance("every node's parent must have a smaller id (DFS pre-order numbering)")
-    depth = node_depths(parents, valid)
-    # DFS pre-order: the parent of node c is on the root path of node c - 1
-    on_path = torch.zeros((B, N), dtype=torch.bool, device=dev)
-    on_path[:, 0] = True
-    for c in range(1, N):
-        par = parents[:, c].clamp_min(0)
-        real = valid[:, c]
-        if bool((real & ~on_path.gather(1, par[:, None])[:, 0]).any()):
-            raise InvalidInstance(f"node {c} breaks DFS pre-order (its parent is not on the path to node {c - 1})")
-        # path to c = path to its parent + c
-        keep = (depth <= depth.gather(1, par[:, None])) & on_path & (node < c)
-        on_path = torch.where(real[:, None], keep | (node == c), on_path)
     inner = valid & (node > 0)
-    if bool((inner & ((tokens < 0) | (tokens >= V))).any()):
-        raise InvalidInstance(f"tokens of real nodes must lie in [0, {V})")
-    if bool((inner & (mult < 1)).any()) or (sampling == "without_replacement" and bool((inner & (mult != 1)).any())):
-        raise InvalidInstance("multiplicity must be >= 1 on real nodes (exactly 1 without replacement)")
-    atol = 1e-3 if dtype == torch.float32 else 1e-9
-    for name, t in (("p", p), ("q", q)):
-        rows = t[valid]
-        if not bool(torch.isfinite(rows).all()) or bool((rows < 0).any()) or \
-                bool(((rows.sum(-1) - 1).abs() > atol).any()):
-            raise InvalidInstance(f"{name}: every real node's row must be a probability vector (sum 1 within {atol})")
-    uniform = torch.full((), 1.0 / V, dtype=dtype, device=dev)
-    p = torch.where(valid[..., None], p, uniform)
-    q = torch.where(valid[..., None], q, uniform)
     if draws is None:
-        draws = _grouped_draws(parents, mult, inner)
+        ok = inner & (parents < node)  # malformed parents are reported below, by the shared rules
+        draws = _grouped_draws(torch.where(ok, parents, 0), mult.clamp_min(0), ok)
     else:
         draws = _long(draws, "draws", None, dev)
         if draws.dim() != 3 or draws.shape[:2] != (B, N):
             raise InvalidArgument(f"draws must have shape [B, N, K] = [{B}, {N}, K], got {tuple(draws.shape)}")
-        kid = draws.clamp_min(0)
-        if bool(((draws >= 0) & ((draws >= N) | (parents.gather(1, kid.reshape(B, -1)).reshape(kid.shape)
-                                                != node[None, :, None]))).any()):
-            raise InvalidInstance("draws[b, u] may only list children of node u")
-        count = torch.zeros((B, N), dtype=torch.long, device=dev).scatter_add_(
-            1, kid.reshape(B, -1), (draws >= 0).long().reshape(B, -1))
-        if not torch.equal(torch.where(inner, count, 0), torch.where(inner, mult, 0)):
-            raise InvalidInstance("draws must list every real node as often as its multiplicity")
-    trunk_t = torch.zeros(B, dtype=torch.long, device=dev) if trunk is None else _long(trunk, "trunk", (B,), dev)
+    # the rules of Tree and Instance, shared (small [B, N] structure arrays go to the host)
+    host = lambda t: t.cpu().numpy()  # noqa: E731
+    check_tree_arrays(host(tokens), host(parents), host(draws), host(mult), host(trunk_t), sampling, batched=True)
+    atol = 1e-3 if dtype == torch.float32 else DEFAULT_ATOL
+    for name, t in (("p", p), ("q", q)):
+        nonfinite, negative, off, _ = probability_faults(t, atol)
+        bad = (nonfinite | negative | off) & valid
+        if bool(bad.any()):
+            b, i = (int(x) for x in bad.nonzero()[0])
+            raise_row_fault(f"{name}[tree {b}, node {i}]", host(t[b, i]), atol)
+    tok_in = torch.where(inner, tokens, 0).clamp(0, V - 1)
+    par_in = torch.where(inner, parents, 0)
+    check_drafted_tokens(host(tokens), host(parents), host(valid), V,
+                         lambda: host(torch.where(inner, q[torch.arange(B, device=dev)[:, None], par_in, tok_in], 1)),
+                         batched=True)
+    depth = node_depths(parents, valid)
+    uniform = torch.full((), 1.0 / V, dtype=dtype, device=dev)
+    p = torch.where(valid[..., None], p, uniform)
+    q = torch.where(valid[..., None], q, uniform)
     mult = torch.where(inner, mult, torch.where(node == 0, 1, 0))
     return TreeBatch(tokens.masked_fill(~inner, -1), parents.masked_fill(~valid, -1), depth, valid,
                      draws, mult, p, q, int(depth.max()), sampling, trunk_t)

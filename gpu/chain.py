@@ -127,6 +127,6 @@ def bv(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return tau, stop_token(u, batch.p, batch.q, tau, tau == Lb, w.gather(1, tau[:, None])[:, 0], sums=sums, have=have)
 
 
-NAIVE = Twin("naive", naive, chain_keys("accept"), frozenset({"chain"}))
-BV = Twin("bv", bv, chain_keys("stop"), frozenset({"chain"}))
+NAIVE = Twin("naive", naive, chain_keys("accept"))
+BV = Twin("bv", bv, chain_keys("stop"))
 TWINS = {"naive": NAIVE, "bv": BV}

@@ -148,5 +148,5 @@ def gbv(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return node, categorical(u, law)
 
 
-GBV = Twin("gbv", gbv, chain_keys("stop"), frozenset({"chain", "iid", "delayed"}))
+GBV = Twin("gbv", gbv, chain_keys("stop"))
 TWINS = {"gbv": GBV}

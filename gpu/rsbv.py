@@ -143,5 +143,5 @@ def rsbv(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return path.gather(1, tau[:, None])[:, 0], token
 
 
-RSBV = Twin("rsbv", rsbv, _keys, frozenset({"chain", "iid", "delayed"}))
+RSBV = Twin("rsbv", rsbv, _keys)
 TWINS = {"rsbv": RSBV}

@@ -453,9 +453,7 @@ spectr_gbv = _stateful("g", "spectr_gbv", _scan_iteration)
 spectr_gbv_lossless = _stateful("skew", "spectr_gbv_lossless", _lossless_iteration)
 
 TWINS = {
-    "spectr_gbv_as_found": Twin("spectr_gbv_as_found", spectr_gbv_as_found, _as_found_keys,
-                                frozenset({"chain", "iid"})),
-    "spectr_gbv": Twin("spectr_gbv", spectr_gbv, _keys, frozenset({"chain", "iid"}), stateful=True),
-    "spectr_gbv_lossless": Twin("spectr_gbv_lossless", spectr_gbv_lossless, _keys, frozenset({"chain", "iid"}),
-                                stateful=True),
+    "spectr_gbv_as_found": Twin("spectr_gbv_as_found", spectr_gbv_as_found, _as_found_keys),
+    "spectr_gbv": Twin("spectr_gbv", spectr_gbv, _keys, stateful=True),
+    "spectr_gbv_lossless": Twin("spectr_gbv_lossless", spectr_gbv_lossless, _keys, stateful=True),
 }

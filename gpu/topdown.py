@@ -28,9 +28,6 @@ from .batch import Twin, TreeBatch, categorical, normalize_or, rows_at
 
 __all__ = ["walk", "distinct_children", "TWINS"]
 
-IID = frozenset({"chain", "iid", "delayed"})
-ALL = frozenset({"chain", "iid", "delayed", "without_replacement"})
-
 
 def distinct_children(batch: TreeBatch) -> torch.Tensor:
     """Distinct children of every node in first-appearance (= index) order, LongTensor [B, N, K]."""
@@ -304,7 +301,7 @@ def walk(batch: TreeBatch, U: torch.Tensor, solver: Callable, layout: str, child
     return out_node, out_tok
 
 
-def _make(name: str, solver, layout: str, schemes, children: str = "draws", note: str = "") -> Twin:
+def _make(name: str, solver, layout: str, children: str = "draws", note: str = "") -> Twin:
     def run(batch, U):
         return walk(batch, U, solver, layout, children)
 
@@ -312,16 +309,16 @@ def _make(name: str, solver, layout: str, schemes, children: str = "draws", note
         return _Layout(layout, batch.N, batch.K).keys()
 
     run.__name__ = name
-    return Twin(name, run, keys, schemes, note)
+    return Twin(name, run, keys, note)
 
 
 _LP_NOTE = "per visited node the reference's LP is solved on CPU (float64); decisions in torch"
 TWINS = {
-    "nss": _make("nss", _nss, "none", IID),
-    "naive_tree": _make("naive_tree", _naive_tree, "accept", IID),
-    "specinfer": _make("specinfer", _specinfer, "accept", IID),
-    "spectr": _make("spectr", _spectr, "accept", IID, note="rho* by batched bisection in torch"),
-    "khisti": _make("khisti", _khisti, "pick_accept", IID, note=_LP_NOTE),
-    "ot_optimal": _make("ot_optimal", _ot, "pick", ALL, note=_LP_NOTE),
-    "rrs_wor": _make("rrs_wor", _rrs, "accept", ALL, children="children"),
+    "nss": _make("nss", _nss, "none"),
+    "naive_tree": _make("naive_tree", _naive_tree, "accept"),
+    "specinfer": _make("specinfer", _specinfer, "accept"),
+    "spectr": _make("spectr", _spectr, "accept", note="rho* by batched bisection in torch"),
+    "khisti": _make("khisti", _khisti, "pick_accept", note=_LP_NOTE),
+    "ot_optimal": _make("ot_optimal", _ot, "pick", note=_LP_NOTE),
+    "rrs_wor": _make("rrs_wor", _rrs, "accept", children="children"),
 }

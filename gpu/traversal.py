@@ -25,6 +25,8 @@ results equal the reference's up to floating-point rounding of the same quantiti
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from .batch import Twin, TreeBatch, categorical
@@ -63,6 +65,51 @@ def event_order(batch: TreeBatch) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 CHUNK = 1 << 22  # bytes per gather buffer of _resid_sums (two buffers)
+
+
+class NodeRows(NamedTuple):
+    """Scalar state of some nodes (each field [R]): the entry/acceptance weight ``w``, the
+    coefficients ``a, b`` of ``p^ = (a p - b q)_+`` off the rejected tokens, ``cq`` of
+    ``q^ = cq q`` there, and ``T`` the unrejected draft mass (``cq = 1 / T``)."""
+
+    w: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    cq: torch.Tensor
+    T: torch.Tensor
+
+
+class NodeState:
+    """:class:`NodeRows` of every node of the batch, stored as one ``[B, N, 5]`` tensor so that a
+    step gathers (:meth:`rows`) or writes (:meth:`put`) all five fields of its nodes at once.
+
+    :meth:`field` gives a named [B, N] view; ``flat`` indexes nodes as ``b N + u``. Initial
+    state: ``w = a = cq = T = 1``, ``b = 0`` (``p^ = p``, ``q^ = q``).
+    """
+
+    FIELDS = NodeRows._fields
+
+    def __init__(self, B: int, N: int, dtype, device) -> None:
+        self.data = torch.zeros((B, N, len(self.FIELDS)), dtype=dtype, device=device)
+        for name in ("w", "a", "cq", "T"):
+            self.data[..., self.FIELDS.index(name)] = 1
+        self.flat = self.data.view(B * N, len(self.FIELDS))
+
+    def field(self, name: str) -> torch.Tensor:
+        """The [B, N] view of one field (``"w"``, ``"a"``, ``"b"``, ``"cq"`` or ``"T"``)."""
+        return self.data[..., self.FIELDS.index(name)]
+
+    def w_index(self, flat_node: torch.Tensor) -> torch.Tensor:
+        """Indices of the ``w`` entries of flat nodes in ``data.view(-1)``."""
+        return flat_node * len(self.FIELDS) + self.FIELDS.index("w")
+
+    def rows(self, flat_node: torch.Tensor) -> NodeRows:
+        """The state of the flat nodes ``flat_node`` [R] (one gather)."""
+        return NodeRows(*self.flat.index_select(0, flat_node).unbind(1))
+
+    def put(self, flat_node: torch.Tensor, rows: NodeRows) -> None:
+        """Write the state of the flat nodes ``flat_node`` [R] (one scatter)."""
+        self.flat.index_copy_(0, flat_node, torch.stack(rows, 1))
 
 
 class _ResidBuffers:
@@ -118,14 +165,7 @@ def traversal(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     one = torch.ones((), dtype=dt, device=dev)
     pf, qf = batch.p.reshape(B * N, V), batch.q.reshape(B * N, V)
     pflat, qflat = pf.view(-1), qf.view(-1)
-    # per-node state columns: w, a, b, cq (q^ = cq q off the rejected tokens), T (unrejected draft
-    # mass in units of q)
-    st = torch.zeros((B, N, 5), dtype=dt, device=dev)
-    st[..., 0] = 1
-    st[..., 1] = 1
-    st[..., 3] = 1
-    st[..., 4] = 1
-    stf = st.view(B * N, 5)
+    st = NodeState(B, N, dt, dev)
     rowsN = torch.arange(B, device=dev) * N
     # p^_parent at the token of a rejected child c is a_parent * e_c (e_c fixed when c is rejected)
     ee = torch.zeros((B, N), dtype=dt, device=dev)
@@ -148,10 +188,10 @@ def traversal(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     # step-major copies: one gather per step for what a failed exit needs
     ev_T = torch.stack([ev_par, rowsN[:, None] + ev_par, rowsN[:, None] + ev_nd], -1).transpose(0, 1).contiguous()
     ev_pq = torch.stack([ev_px, ev_qx], -1).transpose(0, 1).contiguous()  # [E, B, 2]
-    ev_w5 = ((rowsN[:, None] + ev_nd) * 5).t().contiguous()  # flat index of the event node's w in st
+    ev_w5 = st.w_index(rowsN[:, None] + ev_nd).t().contiguous()  # index of the event node's w in st.data
     ev_coinT = torch.where(ev_nd == 0, torch.full_like(ev_coin, -1), ev_coin).t().contiguous()  # root: accept
     ev_inT, ev_outT = ev_in.t().contiguous(), ev_out.t().contiguous()
-    stv = st.view(-1)
+    stv = st.data.view(-1)
     # steps where every exiting node is its parent's first child: no rejected siblings to mask
     arN = torch.arange(N, device=dev)
     earlier = ((parents[:, :, None] == parents[:, None, :]) & (arN[None, None, :] < arN[None, :, None])).any(-1)
@@ -165,7 +205,7 @@ def traversal(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Te
         if ev_any_in[t]:
             # entry weights w_c = min(1, w_u p^_u(x) / q^_u(x)) (harmless for finished trees: their
             # nodes are never read again)
-            wu, au, bu, cu, _ = stf.index_select(0, ev_T[t, :, 1]).unbind(1)
+            wu, au, bu, cu, _ = st.rows(ev_T[t, :, 1])
             px, qx = ev_pq[t].unbind(1)
             ph = torch.mul(px, au).sub_(torch.mul(qx, bu)).clamp_min_(0)
             wc = torch.minimum(wu * ph / (qx * cu), one)
@@ -179,7 +219,7 @@ def traversal(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Te
             r = (exiting ^ accept).nonzero()[:, 0]  # failed exits
             if r.numel():
                 u, ru, rc = ev_T[t].index_select(0, r).unbind(1)
-                wu, au, bu, cu, Tu = stf.index_select(0, ru).unbind(1)
+                wu, au, bu, cu, Tu = st.rows(ru)
                 A = wu * au  # w p^ - q^ = (A p - Bc q) off the rejected tokens, w a e on them
                 Bc = wu * bu + cu
                 # S = A G(K) with K = -Bc / A; A = 0 (w_u = 0: u can no longer be accepted) gives
@@ -224,13 +264,12 @@ def traversal(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Te
                 Tn = Tu - qx
                 nz = Tn != 0
                 c_new = 1 / Tn if bool(nz.all()) else torch.where(nz, 1 / torch.where(nz, Tn, one), cu)
-                stf.index_copy_(0, ru, torch.stack([w_new, a_new, b_new, c_new, Tn], 1))
+                st.put(ru, NodeRows(w_new, a_new, b_new, c_new, Tn))
                 eef[rc] = ex
                 rejf[rc] = True
             if not bool(live.any()):
                 break
-    a = st[..., 1]
-    b = st[..., 2]
+    a, b = st.field("a"), st.field("b")
     # residual law of the accepted node: (a p - b q)_+ off its rejected children, a e on them
     idx = rows_all * N + res
     law = pf.index_select(0, idx)
@@ -243,5 +282,5 @@ def traversal(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return res, categorical(uu, law)
 
 
-TRAVERSAL = Twin("traversal", traversal, chain_keys("accept"), frozenset({"chain", "iid", "delayed", "without_replacement"}))
+TRAVERSAL = Twin("traversal", traversal, chain_keys("accept"))
 TWINS = {"traversal": TRAVERSAL}

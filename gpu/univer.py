@@ -111,7 +111,6 @@ def univer(batch: TreeBatch, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 UNIVER = Twin(
     "univer", univer, lambda batch: [("residual", u) for u in range(batch.N)],
-    frozenset({"chain", "iid", "delayed", "without_replacement"}),
     note="per-node weights and max-flow plans on CPU (reference local_plan, float64); draws in torch",
 )
 TWINS = {"univer": UNIVER}

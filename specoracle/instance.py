@@ -16,7 +16,8 @@ import numpy as np
 from .errors import InvalidArgument, InvalidInstance
 from .tree import Tree
 
-__all__ = ["Instance", "Outcome", "validate_distribution", "DEFAULT_ATOL"]
+__all__ = ["Instance", "Outcome", "validate_distribution", "DEFAULT_ATOL", "probability_faults", "raise_row_fault",
+           "check_drafted_tokens"]
 
 DEFAULT_ATOL = 1e-9
 
@@ -68,23 +69,70 @@ def validate_distribution(v, *, name: str = "p", atol: float = DEFAULT_ATOL, nod
                     "(specoracle never renormalises silently)"
                 )
         return arr
-    bad = ~np.isfinite(rows)
-    if bad.any():
-        i, tok = map(int, np.argwhere(bad)[0])
-        raise InvalidInstance(f"{label(i)}: token {tok} has non-finite probability {rows[i, tok]}")
-    neg = rows < 0
-    if neg.any():
-        i, tok = map(int, np.argwhere(neg)[0])
-        raise InvalidInstance(f"{label(i)}: token {tok} has negative probability {rows[i, tok]}")
-    sums = rows.sum(axis=1)
-    off = np.abs(sums - 1.0) > atol
-    if off.any():
-        i = int(np.flatnonzero(off)[0])
-        raise InvalidInstance(
-            f"{label(i)} sums to {float(sums[i]):.12g}, not 1 (tolerance {atol}); pass normalised "
-            "probabilities (specoracle never renormalises silently)"
-        )
+    nonfinite, negative, off, sums = probability_faults(rows, atol)
+    bad = np.flatnonzero(nonfinite | negative | off)
+    if len(bad):
+        i = int(bad[0])
+        raise_row_fault(label(i), rows[i], atol)
     return arr
+
+
+def probability_faults(rows, atol: float):
+    """Per-row faults of float probability rows ``[..., V]`` (a numpy array or a torch tensor).
+
+    Returns ``(nonfinite, negative, off, sums)``: bool ``[...]`` masks of rows holding a NaN/inf,
+    a negative entry, a sum off 1 by more than ``atol``; and the row sums ``[...]``. The one rule
+    of :func:`validate_distribution` and ``specoracle.gpu.batch.from_tensors``.
+    """
+    nonfinite = ~(abs(rows) < float("inf")).all(-1)
+    negative = (rows < 0).any(-1)
+    sums = rows.sum(-1)
+    return nonfinite, negative, abs(sums - 1) > atol, sums
+
+
+def raise_row_fault(label: str, row, atol: float) -> None:
+    """Raise :class:`InvalidInstance` for the first fault of one probability row (numpy ``[V]``),
+    naming ``label``, the token and the value."""
+    row = np.asarray(row, dtype=np.float64)
+    bad = ~np.isfinite(row)
+    if bad.any():
+        tok = int(np.flatnonzero(bad)[0])
+        raise InvalidInstance(f"{label}: token {tok} has non-finite probability {row[tok]}")
+    neg = row < 0
+    if neg.any():
+        tok = int(np.flatnonzero(neg)[0])
+        raise InvalidInstance(f"{label}: token {tok} has negative probability {row[tok]}")
+    raise InvalidInstance(
+        f"{label} sums to {float(row.sum()):.12g}, not 1 (tolerance {atol}); pass normalised "
+        "probabilities (specoracle never renormalises silently)"
+    )
+
+
+def check_drafted_tokens(tokens, parents, valid, V: int, q_drafted, *, batched: bool = False) -> None:
+    """Drafted tokens against the laws: every real non-root node's token lies in ``[0, V)`` and has
+    ``q[parent][token] > 0``.
+
+    ``tokens, parents, valid`` : arrays [B, N] (``valid`` marks real nodes); ``q_drafted`` : array
+    [B, N] of ``q[parent(c)][token(c)]`` read with out-of-range tokens clamped (or a callable
+    returning it, called once the range check passed). Used by :class:`Instance` and
+    ``specoracle.gpu.batch.from_tensors``.
+    """
+    tokens, parents = np.asarray(tokens), np.asarray(parents)
+    inner = np.asarray(valid, dtype=bool).copy()
+    inner[:, 0] = False
+    at = (lambda b: f"tree {b}: ") if batched else (lambda b: "")
+    hit = np.argwhere(inner & (tokens >= V))
+    if len(hit):
+        b, i = map(int, hit[0])
+        raise InvalidInstance(f"{at(b)}node {i}: token {int(tokens[b, i])} is out of range for V={V}")
+    qd = np.asarray(q_drafted() if callable(q_drafted) else q_drafted)
+    hit = np.argwhere(inner & (qd == 0))
+    if len(hit):
+        b, i = map(int, hit[0])
+        raise InvalidInstance(
+            f"{at(b)}node {i}: drafted token {int(tokens[b, i])} has q == 0 at its parent node {int(parents[b, i])}; "
+            "the draft was not sampled from the q given to the verifier (top-k/top-p/temperature mismatch?)"
+        )
 
 
 @dataclass(frozen=True)
@@ -131,16 +179,9 @@ class Instance:
         validate_distribution(p, name="p", atol=self.atol)
         validate_distribution(q, name="q", atol=self.atol)
         V = p.shape[1]
-        for i in range(1, N):
-            tok, par = self.tree.tokens[i], self.tree.parents[i]
-            if tok >= V:
-                raise InvalidInstance(f"node {i}: token {tok} is out of range for V={V}")
-            if q[par][tok] == 0:
-                raise InvalidInstance(
-                    f"node {i}: drafted token {tok} has q == 0 at its parent node {par}; the draft "
-                    "was not sampled from the q given to the verifier (top-k/top-p/temperature "
-                    "mismatch?)"
-                )
+        tok, par = np.array(self.tree.tokens), np.array(self.tree.parents)
+        check_drafted_tokens(tok[None], par[None], np.ones((1, N), dtype=bool), V,
+                             lambda: np.concatenate([[1], q[par[1:], tok[1:]]])[None])
         p.setflags(write=False)
         q.setflags(write=False)
 

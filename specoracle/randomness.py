@@ -58,6 +58,7 @@ __all__ = [
     "NondeterministicVerifier",
     "LAW_SUM_TOL",
     "global_random_guard",
+    "check_uniforms",
 ]
 
 R = TypeVar("R")
@@ -113,6 +114,22 @@ def node_keys(size: int, *coins: str) -> tuple:
     (('accept', 1), ('accept', 2), ('residual', 0), ('residual', 1), ('residual', 2))
     """
     return tuple((c, i) for c in coins for i in range(1, size)) + tuple(("residual", i) for i in range(size))
+
+
+def check_uniforms(u, who: str = "uniforms"):
+    """Raise :class:`InvalidArgument` unless every entry of ``u`` lies in [0, 1) (NaN fails); return ``u``.
+
+    ``u`` is any array with elementwise comparisons and boolean-mask indexing (a numpy array or a
+    torch tensor): the one rule for the uniforms of :class:`Coupled` and of the torch twins.
+    """
+    bad = ~((u >= 0) & (u < 1))
+    if bool(bad.any()):
+        first = float(u[bad].reshape(-1)[0])
+        raise InvalidArgument(
+            f"{who} must lie in [0, 1): {int(bad.sum())} of {len(bad.reshape(-1))} entries do not "
+            f"(first: {first!r})"
+        )
+    return u
 
 
 def bernoulli_from_uniform(u: float, prob) -> bool:
@@ -235,8 +252,7 @@ class Coupled(_KeyTracker):
         u = np.asarray(uniforms, dtype=np.float64)
         if u.shape != (len(layout),):
             raise InvalidArgument(f"Coupled needs one uniform per key: {u.shape} uniforms for {len(layout)} keys")
-        if np.any((u < 0) | (u >= 1)) or not np.all(np.isfinite(u)):
-            raise InvalidArgument("Coupled uniforms must lie in [0, 1)")
+        check_uniforms(u, "Coupled uniforms")
         self.uniforms = u
         self.column = {k: j for j, k in enumerate(layout)}
         if len(self.column) != len(layout):

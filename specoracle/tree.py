@@ -21,9 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
+
 from .errors import InvalidInstance
 
-__all__ = ["Tree", "TreeBuilder", "SAMPLINGS"]
+__all__ = ["Tree", "TreeBuilder", "SAMPLINGS", "check_sampling", "check_trunk", "check_tree_arrays"]
 
 SAMPLINGS = ("iid", "without_replacement")
 
@@ -184,6 +186,8 @@ class TreeBuilder:
     """
 
     def __init__(self, *, sampling: str = "iid", trunk: int = 0) -> None:
+        check_sampling(sampling)
+        check_trunk(trunk)
         self.sampling = sampling
         self.trunk = trunk
         self._tokens = [-1]
@@ -195,6 +199,11 @@ class TreeBuilder:
         """Record one draw of ``token`` at ``parent``; return the (possibly existing) child id."""
         key = (parent, int(token))
         child = self._index.get(key)
+        if token < 0:
+            raise InvalidInstance(f"draw at node {parent}: token {token} is negative")
+        if child is not None and self.sampling == "without_replacement":
+            raise InvalidInstance(f"node {parent}: a without-replacement tree cannot draw the same child twice "
+                                  f"(token {token})")
         if child is None:
             child = len(self._tokens)
             self._index[key] = child
@@ -205,7 +214,13 @@ class TreeBuilder:
         return child
 
     def build(self) -> Tree:
-        """Renumber in DFS pre-order (children in first-appearance order) and freeze."""
+        """Renumber in DFS pre-order (children in first-appearance order) and freeze.
+
+        The result satisfies :func:`check_tree_arrays` by construction (pre-order renumbering,
+        merged duplicates, draws recorded per child; :meth:`draw` refuses negative tokens and
+        repeated without-replacement draws), so it is not validated again: the exact engine builds
+        one tree per drafting outcome.
+        """
         order: list[int] = []
         kids: list[list[int]] = [[] for _ in self._tokens]
         for c in range(1, len(self._tokens)):
@@ -216,13 +231,138 @@ class TreeBuilder:
             order.append(n)
             stack.extend(reversed(kids[n]))
         new = {old: i for i, old in enumerate(order)}
-        return Tree(
-            tokens=tuple(self._tokens[o] for o in order),
-            parents=tuple(-1 if o == 0 else new[self._parents[o]] for o in order),
-            draws=tuple(tuple(new[c] for c in self._draws[o]) for o in order),
-            sampling=self.sampling,
-            trunk=self.trunk,
-        )
+        tree = object.__new__(Tree)
+        for name, value in (("tokens", tuple(self._tokens[o] for o in order)),
+                            ("parents", tuple(-1 if o == 0 else new[self._parents[o]] for o in order)),
+                            ("draws", tuple(tuple(new[c] for c in self._draws[o]) for o in order)),
+                            ("sampling", self.sampling), ("trunk", self.trunk)):
+            object.__setattr__(tree, name, value)
+        return tree
+
+
+def check_sampling(sampling: str) -> None:
+    """Raise unless ``sampling`` is one of :data:`SAMPLINGS`."""
+    if sampling not in SAMPLINGS:
+        raise InvalidInstance(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+
+
+def check_trunk(trunk: int, where: str = "") -> None:
+    """Raise unless the delayed-tree ``trunk`` depth is ``>= 0``."""
+    if trunk < 0:
+        raise InvalidInstance(f"{where}trunk must be >= 0, got {trunk}")
+
+
+def check_tree_arrays(tokens, parents, draws, multiplicity, trunk, sampling: str, *, batched: bool = False) -> None:
+    """The structural rules of a draft tree, vectorised over a batch of padded trees.
+
+    Parameters
+    ----------
+    tokens, parents : int arrays [B, N]; real nodes first (node 0 the root, parent ``-1``), padding
+        nodes after them with parent ``-1``. Root and padding tokens are not read.
+    draws : int array [B, N, K]; child ids of every node in draw order, ``-1`` padded.
+    multiplicity : int array [B, N]; draws at the parent that produced each node.
+    trunk : int array [B]; sampling : one of :data:`SAMPLINGS`.
+    batched : name the tree (``tree b:``) in messages.
+
+    Rules (one :class:`InvalidInstance` naming the node, value and fix): ``trunk >= 0``; padding
+    after the real nodes; parents come before their children; real tokens ``>= 0``; DFS pre-order
+    (the parent of node ``c`` lies on the path root -> ``c - 1``); distinct tokens among siblings;
+    ``draws[u]`` lists only children of ``u``, each real node exactly ``multiplicity`` times,
+    ``multiplicity >= 1``, and ``1`` without replacement. :class:`Tree` and
+    ``specoracle.gpu.batch.from_tensors`` both validate with this function.
+    """
+    check_sampling(sampling)
+    tokens, parents = np.asarray(tokens, dtype=np.int64), np.asarray(parents, dtype=np.int64)
+    draws, mult = np.asarray(draws, dtype=np.int64), np.asarray(multiplicity, dtype=np.int64)
+    trunk = np.asarray(trunk, dtype=np.int64)
+    B, N = parents.shape
+    at = (lambda b: f"tree {b}: ") if batched else (lambda b: "")
+
+    def first(mask):
+        hit = np.argwhere(mask)
+        return (int(hit[0, 0]), int(hit[0, 1])) if len(hit) else None
+
+    if (trunk < 0).any():
+        b = int(np.flatnonzero(trunk < 0)[0])
+        check_trunk(int(trunk[b]), at(b))
+    node = np.arange(N)
+    valid = (parents >= 0) | (node == 0)
+    hit = first(valid[:, 1:] & ~valid[:, :-1])
+    if hit:
+        b, i = hit
+        raise InvalidInstance(f"{at(b)}node {i + 1} is real after padding node {i} (parent -1): padding nodes "
+                              "must come after the real nodes")
+    inner = valid & (node > 0)
+    hit = first(inner & (parents >= node))
+    if hit:
+        b, i = hit
+        raise InvalidInstance(f"{at(b)}node {i}: parent {int(parents[b, i])} does not come before the child "
+                              "(nodes must be in DFS pre-order with parents first)")
+    hit = first(inner & (tokens < 0))
+    if hit:
+        b, i = hit
+        raise InvalidInstance(f"{at(b)}node {i}: token {int(tokens[b, i])} is negative")
+    # depths (parents come first), then the ancestor of c - 1 at the depth of parent(c)
+    par = np.where(inner, parents, 0)
+    rows = np.arange(B)[:, None]
+    depth = np.zeros((B, N), dtype=np.int64)
+    for i in range(1, N):
+        depth[:, i] = depth[np.arange(B), par[:, i]] + 1
+    prev = np.maximum(node - 1, 0)[None].repeat(B, 0)
+    want = depth[rows, par]
+    for _ in range(int(depth.max(initial=0))):
+        up = depth[rows, prev] > want
+        if not up.any():
+            break
+        prev = np.where(up, par[rows, prev], prev)
+    hit = first(inner & (prev != par))
+    if hit:
+        b, i = hit
+        raise InvalidInstance(f"{at(b)}node {i}: parent {int(parents[b, i])} is not on the current DFS path; "
+                              "nodes are not in pre-order")
+    # siblings with one token: sort (parent, token) keys of the real nodes per tree
+    pkey = np.where(inner, par, -1 - node)
+    order = np.lexsort((np.where(inner, tokens, 0), pkey), axis=1)
+    sp, st = np.take_along_axis(pkey, order, 1), np.take_along_axis(tokens, order, 1)
+    dup = (sp[:, 1:] == sp[:, :-1]) & (st[:, 1:] == st[:, :-1]) & (sp[:, 1:] >= 0)
+    hit = first(dup)
+    if hit:
+        b, j = hit
+        i = int(order[b, j + 1])
+        raise InvalidInstance(f"{at(b)}node {i}: token {int(tokens[b, i])} appears twice among the children of node "
+                              f"{int(parents[b, i])}; merge duplicate prefixes into one node and count them in draws")
+    listed = draws >= 0
+    kid = np.where(listed, np.minimum(draws, N - 1), 0)
+    kid_par = np.take_along_axis(parents, kid.reshape(B, -1), 1).reshape(kid.shape)
+    bad = listed & ((draws <= 0) | (draws >= N) | (kid_par != node[None, :, None]))
+    hit = first(bad.any(-1))
+    if hit:
+        b, u = hit
+        c = int(draws[b, u][bad[b, u]][0])
+        raise InvalidInstance(f"{at(b)}draws[{u}] lists node {c}, which is not a child of node {u}")
+    count = np.zeros((B, N), dtype=np.int64)
+    np.add.at(count, (np.broadcast_to(rows[:, :, None], draws.shape)[listed], draws[listed]), 1)
+    hit = first(inner & (count == 0))
+    if hit:
+        b, c = hit
+        u = int(parents[b, c])
+        missing = [int(x) for x in np.flatnonzero(inner[b] & (count[b] == 0) & (parents[b] == u))]
+        raise InvalidInstance(f"{at(b)}node {u}: children {missing} never appear in draws[{u}]")
+    hit = first(inner & (mult < 1))
+    if hit:
+        b, c = hit
+        raise InvalidInstance(f"{at(b)}node {c}: multiplicity {int(mult[b, c])}; every real node is drawn at least once")
+    hit = first(inner & (count != mult))
+    if hit:
+        b, c = hit
+        raise InvalidInstance(f"{at(b)}draws[{int(parents[b, c])}] must list node {c} as often as its multiplicity "
+                              f"{int(mult[b, c])}, found {int(count[b, c])}")
+    if sampling == "without_replacement":
+        hit = first(inner & (mult != 1))
+        if hit:
+            b, c = hit
+            raise InvalidInstance(f"{at(b)}node {int(parents[b, c])}: a without-replacement tree cannot draw the same "
+                                  f"child twice (node {c} drawn {int(mult[b, c])} times)")
 
 
 def _validate_tree(t: Tree) -> None:
@@ -234,49 +374,25 @@ def _validate_tree(t: Tree) -> None:
             f"tree arrays disagree in length: tokens {n}, parents {len(t.parents)}, "
             f"draws {len(t.draws)}"
         )
-    if t.sampling not in SAMPLINGS:
-        raise InvalidInstance(f"sampling must be one of {SAMPLINGS}, got {t.sampling!r}")
+    check_sampling(t.sampling)
     if t.parents[0] != -1 or t.tokens[0] != -1:
         raise InvalidInstance(
             f"node 0 must be the root with token -1 and parent -1, got token {t.tokens[0]}, "
             f"parent {t.parents[0]}"
         )
-    if t.trunk < 0:
-        raise InvalidInstance(f"trunk must be >= 0, got {t.trunk}")
-    stack = [0]
-    seen: set[tuple[int, int]] = set()
-    for i in range(1, n):
-        par, tok = t.parents[i], t.tokens[i]
-        if not 0 <= par < i:
-            raise InvalidInstance(
-                f"node {i}: parent {par} does not come before the child (nodes must be in DFS "
-                "pre-order with parents first)"
-            )
-        if tok < 0:
-            raise InvalidInstance(f"node {i}: token {tok} is negative")
-        while stack and stack[-1] != par:
-            stack.pop()
-        if not stack:
-            raise InvalidInstance(
-                f"node {i}: parent {par} is not on the current DFS path; nodes are not in "
-                "pre-order"
-            )
-        stack.append(i)
-        if (par, tok) in seen:
-            raise InvalidInstance(
-                f"node {i}: token {tok} appears twice among the children of node {par}; merge "
-                "duplicate prefixes into one node and count them in draws"
-            )
-        seen.add((par, tok))
+    K = max(1, max(len(d) for d in t.draws))
+    draws = np.full((1, n, K), -1, dtype=np.int64)
+    mult = np.zeros((1, n), dtype=np.int64)
     for u, d in enumerate(t.draws):
+        draws[0, u, : len(d)] = d
         for c in d:
-            if not 0 < c < n or t.parents[c] != u:
-                raise InvalidInstance(f"draws[{u}] lists node {c}, which is not a child of node {u}")
-        kids = {i for i in range(1, n) if t.parents[i] == u}
-        missing = kids - set(d)
-        if missing:
-            raise InvalidInstance(f"node {u}: children {sorted(missing)} never appear in draws[{u}]")
-        if t.sampling == "without_replacement" and len(set(d)) != len(d):
-            raise InvalidInstance(
-                f"node {u}: a without-replacement tree cannot draw the same child twice ({d})"
-            )
+            if 0 < c < n:
+                mult[0, c] += 1
+    parents = np.asarray(t.parents, dtype=np.int64)[None]
+    # a non-root parent -1 is not padding in a Tree: report it as a parent that does not come first
+    bad = np.flatnonzero(parents[0, 1:] < 0)
+    if len(bad):
+        i = int(bad[0]) + 1
+        raise InvalidInstance(f"node {i}: parent {t.parents[i]} does not come before the child (nodes must be in "
+                              "DFS pre-order with parents first)")
+    check_tree_arrays(np.asarray(t.tokens)[None], parents, draws, mult, np.array([t.trunk]), t.sampling)

@@ -112,7 +112,7 @@ def test_sequence_law_chi2_cuda(name):
 def test_sequence_chi2_rejects_a_forgetful_twin():
     """Greedy acceptance without the target modification: 2/27 error per iteration on E1 chain(2)."""
     tw = gpu.twin("spectr_gbv_lossless")
-    forgetful = gb.Twin(tw.name, lambda batch, U, state: tw.run(batch, U, None), tw.keys, tw.schemes, stateful=True)
+    forgetful = gb.Twin(tw.name, lambda batch, U, state: tw.run(batch, U, None), tw.keys, stateful=True)
     res = _check_sequences("spectr_gbv_lossless", examples.E1(), drafting.chain(2), seed=5, use_twin=forgetful)
     assert res.p_value < ALPHA
 
@@ -126,7 +126,7 @@ def _resample_from_p(batch, U):
 
 def test_chi2_rejects_a_lossy_twin():
     """M1 on E5 chain(2) has max error 0.0212 (ALGORITHMS-2 §11): the designed test must fail it."""
-    bad = gb.Twin("naive", _resample_from_p, NAIVE.keys, NAIVE.schemes)
+    bad = gb.Twin("naive", _resample_from_p, NAIVE.keys)
     for against in ("reference", "target"):
         res = gpu.chi2_twin("naive", examples.E5(), drafting.chain(2), against=against, alpha=ALPHA, tv=TV,
                             power=POWER, seed=5, use_twin=bad)

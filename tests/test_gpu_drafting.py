@@ -252,17 +252,17 @@ def test_from_tensors_rejects_malformed_trees():
     tok = torch.tensor([[-1, 0, 1, 2]])
     with pytest.raises(ValueError, match="pre-order"):
         gb.from_tensors(tok, torch.tensor([-1, 0, 0, 1]), p, p)  # node 3's parent 1 is off the path to 2
-    with pytest.raises(ValueError, match="smaller id"):
+    with pytest.raises(ValueError, match="does not come before"):
         gb.from_tensors(tok, torch.tensor([-1, 2, 0, 1]), p, p)
     with pytest.raises(ValueError, match="root"):
         gb.from_tensors(tok, torch.tensor([0, 0, 1, 2]), p, p)
     with pytest.raises(ValueError, match="after the real nodes"):
         gb.from_tensors(tok, torch.tensor([-1, -1, 0, 2]), p, p)
-    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+    with pytest.raises(ValueError, match="out of range for V=3"):
         gb.from_tensors(torch.tensor([[-1, 0, 3, 2]]), torch.tensor([-1, 0, 1, 2]), p, p)
-    with pytest.raises(ValueError, match="probability vector"):
+    with pytest.raises(ValueError, match="sums to"):
         gb.from_tensors(tok, torch.tensor([-1, 0, 1, 2]), p * 1.1, p)
-    with pytest.raises(ValueError, match="children of node"):
+    with pytest.raises(ValueError, match="not a child of node"):
         gb.from_tensors(tok, torch.tensor([-1, 0, 1, 2]), p, p, draws=torch.tensor([[[2], [2], [3], [-1]]]))
     with pytest.raises(ValueError, match="as often as"):
         gb.from_tensors(tok, torch.tensor([-1, 0, 1, 2]), p, p, draws=torch.tensor([[[1, 1], [2, -1], [3, -1], [-1, -1]]]))

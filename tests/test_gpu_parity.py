@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from specoracle import Instance, drafting, examples, models, registry
-from specoracle.errors import InvalidArgument, InvalidInstance
+from specoracle.errors import InvalidArgument
 from specoracle.randomness import categorical_from_uniform
 
 from specoracle import gpu  # noqa: E402
@@ -85,7 +85,7 @@ SEQ_IDS = [f"{n}-{s.name}-{length}" for n, s, length in SEQ_CASES]
 def _forgetful(name):
     """The twin with its state dropped: every call verifies against the plain target."""
     tw = gpu.twin(name)
-    return gb.Twin(name, lambda batch, U, state: tw.run(batch, U, None), tw.keys, tw.schemes, stateful=True)
+    return gb.Twin(name, lambda batch, U, state: tw.run(batch, U, None), tw.keys, stateful=True)
 
 
 @pytest.mark.parametrize(("name", "scheme", "length"), SEQ_CASES, ids=SEQ_IDS)
@@ -160,14 +160,14 @@ def test_state_is_checked():
     with pytest.raises(InvalidArgument, match="take"):
         gpu.twin("spectr_gbv")(batch, state=state.take(torch.tensor([0, 1])))
     with pytest.raises(InvalidArgument, match="stateless"):
-        gpu.twin("naive")(batch, state=state)
+        gpu.twin("gbv")(batch, state=state)
     with pytest.raises(InvalidArgument, match="not stateful"):
         gpu.parity_sequences("naive", model, drafting.chain(2), n_sequences=2)
 
 
 def test_parity_catches_a_wrong_twin():
     """The naive twin fed to BV's parity check disagrees often (the check can fail)."""
-    wrong = gb.Twin("bv", NAIVE.run, BV.keys, BV.schemes)  # same column positions, other rule
+    wrong = gb.Twin("bv", NAIVE.run, BV.keys)  # same column positions, other rule
     res = gpu.parity("bv", examples.E5(), drafting.chain(3), n_instances=300, use_twin=wrong, seed=0)
     assert res.mismatches > 20
 
@@ -206,7 +206,7 @@ def test_chain_twins_reject_branching_trees():
     from specoracle import Instance
 
     batch = gb.from_instances([Instance.from_model(model, tree)], dtype=torch.float64)
-    with pytest.raises(InvalidInstance, match="single draft path"):
+    with pytest.raises(InvalidArgument, match="'naive' does not accept scheme iid"):
         NAIVE(batch, generator=torch.Generator().manual_seed(0))
 
 
@@ -317,4 +317,3 @@ def test_registry_entries_expose_their_twin():
     for entry in registry.entries():
         assert entry.torch is gpu.TWINS[entry.name]
         assert entry.torch.name == entry.name
-        assert set(entry.schemes) <= set(entry.torch.schemes)
