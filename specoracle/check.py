@@ -67,6 +67,7 @@ __all__ = [
     "NOT_LOSSLESS",
     "INCONCLUSIVE",
     "VERDICTS",
+    "KINDS",
     "MAX_SECONDS",
     "MAX_MEMORY_GB",
     "AUTO_EXACT_SECONDS",
@@ -83,6 +84,8 @@ METHODS = ("auto", "exact", "chi2")
 PROJECTIONS = ("auto", "full", "first_token", "positions")
 LOSSLESS, NOT_LOSSLESS = "lossless", "not lossless"
 VERDICTS = (LOSSLESS, NOT_LOSSLESS, INCONCLUSIVE)
+KINDS = {"exact": "exact", "chi2": "statistical"}
+"""What each method's verdict is: a proof up to ``tol`` (exact) or a test with stated power."""
 
 MAX_SECONDS = 900.0
 """Default time budget of one check (the CLI's ``--max-seconds``)."""
@@ -307,8 +310,39 @@ class Verdict:
 
     @property
     def lossless(self) -> bool:
-        """True only for the status ``lossless`` (an inconclusive check is not a pass)."""
+        """True only for the status ``lossless``: a pass (an inconclusive check is not one). For a
+        statistical verdict a pass means NO LOSS DETECTED at ``detectable_tv`` (see :attr:`words`),
+        not a proof."""
         return self.status == LOSSLESS
+
+    @property
+    def kind(self) -> str:
+        """``"exact"`` (an enumeration: a pass is a proof up to ``tol``) or ``"statistical"`` (a
+        sampled test: a pass only bounds the TV it could see)."""
+        return KINDS[self.method]
+
+    @property
+    def words(self) -> str:
+        """The verdict in words, never ``LOSSLESS`` from sampling:
+
+        - exact pass: ``LOSSLESS (exact, max error 2e-17, 1 case)``;
+        - chi-squared pass: ``NO LOSS DETECTED (chi2, n = 180,997: detects TV >= 0.0099 with power 0.99)``;
+        - failures: ``NOT LOSSLESS (exact, max error 0.15, TV 0.15)`` or
+          ``NOT LOSSLESS (chi2, n = 3,000: p = 1e-12 at alpha 0.01)``;
+        - ``INCONCLUSIVE (chi2, n = 5: detects only TV >= 0.9, above the ceiling 0.1)``.
+        """
+        if self.method == "exact":
+            evidence = f"exact, max error {self.max_error:.2g}"
+            if self.status == LOSSLESS:
+                return f"LOSSLESS ({evidence}, 1 case)"
+            return f"NOT LOSSLESS ({evidence}, TV {self.tv_error:.2g})"
+        sample = f"{self.method}, n = {self.n:,}"
+        if self.status == LOSSLESS:
+            return f"NO LOSS DETECTED ({sample}: detects TV >= {self.detectable_tv:.2g} with power {self.power:g})"
+        if self.status == NOT_LOSSLESS:
+            return f"NOT LOSSLESS ({sample}: p = {self.p_value:.2g} at alpha {self.alpha:g})"
+        return (f"INCONCLUSIVE ({sample}: detects only TV >= {self.detectable_tv:.2g}, above the ceiling "
+                f"{self.tv_ceiling:g})")
 
     @property
     def conclusive(self) -> bool:
@@ -321,8 +355,7 @@ class Verdict:
 
     def summary(self) -> str:
         """A readable report: verdict, evidence, design, worst cells."""
-        head = {LOSSLESS: "lossless", NOT_LOSSLESS: "NOT lossless", INCONCLUSIVE: "INCONCLUSIVE"}[self.status]
-        lines = [f"{self.verifier} on {self.model}, {self.scheme}: {head} (method {self.method}, projection {self.projection})"]
+        lines = [f"{self.verifier} on {self.model}, {self.scheme}: {self.words}"]
         if self.method == "exact":
             lines.append(f"  max |law - P| = {self.max_error:.3g}, TV = {self.tv_error:.3g}, block efficiency {self.block_efficiency:.6g}")
         else:

@@ -25,7 +25,14 @@ Output: every subcommand takes ``--json``: exactly one JSON object (``bench``, `
 list) on stdout, errors included as ``{"error": {"type", "message", "exit_status"}}``. Solver
 banners and progress go to stderr.
 
-Exit status: 0 success (lossless, every report section ok); 1 a check failed (not lossless, a
+Verdict words (``check``): an exact pass reads ``LOSSLESS (exact, max error 2e-17, 38 cases)``; a
+chi-squared pass reads ``NO LOSS DETECTED (chi2, n = 180,997: detects TV >= 0.0099 with power
+0.99)``, never LOSSLESS. ``--json`` says the same: ``kind`` is ``"exact"`` or ``"statistical"``,
+``verdict`` holds the words, ``status`` is ``lossless`` (exact pass), ``no loss detected``
+(statistical pass), ``not lossless`` or ``inconclusive``; ``passed`` is true for either pass and
+``lossless`` only for an exact one.
+
+Exit status: 0 success (lossless or no loss detected, every report section ok); 1 a check failed (not lossless, a
 report section failed); 2 bad usage or input (unknown name, bad argument, a budget exceeded, an
 output path that is not a directory, a device that does not exist); 3 internal error (a bug: the
 traceback goes to stderr); 4 inconclusive (a chi-squared check that did not reject but could not
@@ -53,7 +60,19 @@ from specoracle.errors import SpecoracleError
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_INCONCLUSIVE"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
-_STATUS_EXIT = {"lossless": EXIT_OK, "not lossless": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE}
+_STATUS_EXIT = {"lossless": EXIT_OK, "no loss detected": EXIT_OK, "not lossless": EXIT_FAIL,
+                "inconclusive": EXIT_INCONCLUSIVE}
+
+
+def _honest(out: dict, kind: str, words: str) -> dict:
+    """``out`` with the verdict's ``kind`` (``exact`` or ``statistical``), its ``verdict`` words,
+    ``passed``, and never ``lossless`` from sampling: a statistical pass has status
+    ``"no loss detected"`` and ``lossless: false`` (exit status 0 all the same)."""
+    passed = out["status"] == "lossless"
+    if passed and kind != "exact":
+        out["status"] = "no loss detected"
+    out.update(kind=kind, verdict=words, passed=passed, lossless=passed and kind == "exact")
+    return out
 
 
 class UsageError(SpecoracleError):
@@ -143,15 +162,17 @@ def _cmd_check(args):
         kw = _kwargs(args, (*design, "method", "max_seconds"))
         v = check_lossless(verifier, model, scheme, progress=not args.no_progress, **kw)
         out = {k: getattr(v, k) for k in v.__dataclass_fields__ if k not in ("tests", "worst_cells")}
-        out["verifier"], out["lossless"], out["table"] = args.name, v.lossless, v.table()
+        out["verifier"], out["table"] = args.name, v.table()
         out["worst_cells"] = [asdict(c) for c in v.worst_cells]
+        out = _honest(out, v.kind, v.words)
     out = jsonable(out)
     return _STATUS_EXIT[out["status"]], out, _check_text(out, args.verbose)
 
 
 def _check_text(out: dict, verbose: bool) -> str:
-    lines = [f"{out['verifier']} on {out['model']} {out['scheme']} [{out['method']}]: {out['status'].upper()}"]
-    skip = {"status", "lossless", "verifier", "model", "scheme", "method", "table", "worst_cells", "estimated_seconds"}
+    lines = [f"{out['verifier']} on {out['model']} {out['scheme']}: {out['verdict']}"]
+    skip = {"status", "lossless", "passed", "kind", "verdict", "verifier", "model", "scheme", "method", "table",
+            "worst_cells", "estimated_seconds"}
     if out["method"] == "exact":  # the sampling design does not apply to an exact verdict
         skip |= {"n", "alpha", "power", "tv", "tv_ceiling", "detectable_tv", "seed", "seconds"}
     for k, v in out.items():
@@ -175,12 +196,17 @@ def _check_twin(args, entry, model, scheme, kw) -> dict:
                               "reference only (drop --device)")
     r = chi2_twin(entry.name, model, scheme, against="target", device=args.device, **kw)
     status = {"pass": "lossless", "fail": "not lossless"}.get(r.status, r.status)
-    return {"status": status, "lossless": status == "lossless", "verifier": args.name, "model": r.model,
+    words = {"lossless": f"NO LOSS DETECTED (chi2, n = {r.n:,}: detects TV >= {r.detectable_tv:.2g} with power "
+                         f"{r.power:g})",
+             "not lossless": f"NOT LOSSLESS (chi2, n = {r.n:,}: p = {r.p_value:.2g} at alpha {r.alpha:g})"}.get(
+        status, f"INCONCLUSIVE (chi2, n = {r.n:,}: detects only TV >= {r.detectable_tv:.2g}, above the ceiling "
+                f"{r.tv_ceiling:g})")
+    return _honest({"status": status, "verifier": args.name, "model": r.model,
             "scheme": r.scheme, "method": "chi2 (torch twin vs target)", "device": r.device, "n": r.n,
             "cells": r.cells, "statistic": r.statistic, "dof": r.dof, "p_value": r.p_value, "alpha": r.alpha,
             "power": r.power, "detectable_tv": r.detectable_tv, "tv_ceiling": r.tv_ceiling,
             "outside_support": r.outside_support, "seed": r.seed, "table": r.table(),
-            "worst_cells": [asdict(c) for c in r.worst]}
+            "worst_cells": [asdict(c) for c in r.worst]}, "statistical", words)
 
 
 # --- bound -------------------------------------------------------------------------------------

@@ -98,7 +98,8 @@ def test_check_twin_on_device(capsys):
                        "--samples", "3000", "--json")
     v = json.loads(out)
     assert v["n"] == 3000 and v["outside_support"] == 0 and 0 <= v["p_value"] <= 1
-    assert code == {"lossless": 0, "not lossless": 1, "inconclusive": 4}[v["status"]]
+    assert code == {"no loss detected": 0, "not lossless": 1, "inconclusive": 4}[v["status"]]
+    assert v["kind"] == "statistical" and v["lossless"] is False  # never lossless from sampling
 
 
 def test_check_stateful_twin_on_device_judges_whole_sequences(capsys):
@@ -110,7 +111,8 @@ def test_check_stateful_twin_on_device_judges_whole_sequences(capsys):
     assert code == 1 and not v["lossless"] and v["scheme"] == "iid(2,2), sequences of 5"
     code, out, _ = run(capsys, "check", "spectr_gbv_lossless", *args)
     v = json.loads(out)
-    assert code == 0 and v["lossless"] and v["outside_support"] == 0
+    assert code == 0 and v["passed"] and v["status"] == "no loss detected" and v["outside_support"] == 0
+    assert v["verdict"].startswith("NO LOSS DETECTED (chi2, n = 20,000: detects TV >= ")
 
 
 def test_bound_json_universal_equals_bv_on_a_chain(capsys):
@@ -231,4 +233,27 @@ def test_default_scheme_is_one_the_verifier_accepts():
                          ids=["fail-1", "pass-0", "inconclusive-4"])
 def test_exit_status_per_verdict(capsys, argv, code):
     got, out, _ = run(capsys, *argv)
-    assert got == code and {0: "LOSSLESS", 1: "NOT LOSSLESS", 4: "INCONCLUSIVE"}[code] in out
+    assert got == code and {0: "LOSSLESS (exact", 1: "NOT LOSSLESS", 4: "INCONCLUSIVE (chi2"}[code] in out
+
+
+def test_exact_pass_says_lossless_with_its_evidence(capsys):
+    code, out, _ = run(capsys, "check", "naive", "--model", "E1", "--scheme", "chain(2)", "--method", "exact", "--json")
+    v = json.loads(out)
+    assert code == 0 and v["kind"] == "exact" and v["status"] == "lossless" and v["lossless"] is True
+    assert v["verdict"] == f"LOSSLESS (exact, max error {v['max_error']:.2g}, 1 case)"
+    code, text, _ = run(capsys, "check", "naive", "--model", "E1", "--scheme", "chain(2)", "--method", "exact")
+    assert "LOSSLESS (exact, max error" in text.splitlines()[0]
+
+
+def test_chi2_pass_never_says_lossless(capsys):
+    """A sampled pass bounds the TV it could see; it is not a proof (issue 14.3)."""
+    code, out, _ = run(capsys, "check", "naive", "--model", "E1", "--scheme", "chain(1)", "--method", "chi2",
+                       "--samples", "20000", "--json")
+    v = json.loads(out)
+    assert code == 0 and v["kind"] == "statistical" and v["status"] == "no loss detected"
+    assert v["passed"] is True and v["lossless"] is False
+    assert v["verdict"] == (f"NO LOSS DETECTED (chi2, n = 20,000: detects TV >= {v['detectable_tv']:.2g} "
+                            f"with power 0.99)")
+    code, text, _ = run(capsys, "check", "naive", "--model", "E1", "--scheme", "chain(1)", "--method", "chi2",
+                        "--samples", "20000")
+    assert code == 0 and "NO LOSS DETECTED" in text and "LOSSLESS" not in text
