@@ -393,7 +393,7 @@ def validated_model(model: ToyModel) -> ToyModel:
 
 def _model(model) -> ToyModel:
     if isinstance(model, str):
-        model = examples.get(model)
+        model = examples.parse_model(model)
     return validated_model(model)
 
 
@@ -622,8 +622,10 @@ def check_lossless(
     Parameters
     ----------
     verifier : registry name, Entry, ``verify(instance, rng) -> Outcome`` callable, or block sampler.
-    model : :class:`~specoracle.models.ToyModel` or an example name (``"E5"``); rows are validated
-        on use with the same errors as :class:`~specoracle.instance.Instance`.
+    model : :class:`~specoracle.models.ToyModel` or a model string, the CLI's
+        (:func:`specoracle.examples.parse_model`: ``"E5"``, ``"random:5:0:0.001"``,
+        ``"sparse:4:1:q_zeros"``, ``"E5|T=0.5[draft]"``); rows are validated on use with the same
+        errors as :class:`~specoracle.instance.Instance`.
     scheme : :class:`~specoracle.drafting.Scheme` or its name (``"chain(2)"``).
     method : ``"auto"``, ``"exact"`` or ``"chi2"``.
     alpha : level of the chi-squared test (family-wise, Holm, for ``positions``).

@@ -38,8 +38,10 @@ output path that is not a directory, a device that does not exist); 3 internal e
 traceback goes to stderr); 4 inconclusive (a chi-squared check that did not reject but could not
 see a TV error of ``--tv-ceiling``, default 0.1: raise ``--samples``).
 
-Models: an example name (``E1``...``E5``, ``HSDTOY``), ``random:V:seed[:divergence]`` or
-``ngram:V[:target_order:draft_order]``; schemes as printed (``chain(2)``, ``iid(2,2)``,
+Models: one parser for the CLI and the API (:func:`specoracle.examples.parse_model`): an example
+name (``E1``...``E5``, ``HSDTOY``), ``random:V:seed[:divergence]``,
+``ngram:V[:target_order:draft_order]`` or ``sparse:V:seed:pattern``, each optionally followed by
+transforms ``|T=0.5[draft]``, ``|top_k=2[target]``, ``|top_p=0.9`` (side defaults to both); schemes as printed (``chain(2)``, ``iid(2,2)``,
 ``delayed(2,1,1)``, ``wor(2,1)``).
 """
 from __future__ import annotations
@@ -148,7 +150,8 @@ def _resolve_target(name: str):
 
 def _cmd_check(args):
     from specoracle.drafting import parse_scheme
-    from specoracle.reports import jsonable, parse_model
+    from specoracle.examples import parse_model
+    from specoracle.reports import jsonable
 
     verifier, dmodel, dscheme, entry = _resolve_target(args.name)
     model = parse_model(args.model or dmodel)
@@ -218,7 +221,7 @@ def _cmd_bound(args):
     from specoracle.check import estimate_bound, estimate_exact
     from specoracle.drafting import parse_scheme
     from specoracle.errors import unknown_name
-    from specoracle.reports import parse_model
+    from specoracle.examples import parse_model
 
     model = parse_model(args.model)
     scheme = parse_scheme(args.scheme)
@@ -324,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="specoracle",
         description="Correctness oracle for speculative-decoding verifiers: exact and statistical "
                     "losslessness, efficiency against LP bounds, torch twins against references.",
-        epilog="Models: E1..E5, E1b, HSDTOY, random:V:seed[:divergence], ngram:V[:target:draft]. "
+        epilog="Models: E1..E5, E1b, HSDTOY, random:V:seed[:divergence], ngram:V[:target:draft], "
+               "sparse:V:seed:pattern, each optionally |T=t[side], |top_k=k[side], |top_p=p[side]. "
                "Schemes: chain(L), iid(k,L), delayed(k,trunk,branch), wor(b1,b2,...). Exit status: 0 ok, "
                "1 a check failed, 2 usage or input error, 3 internal error, 4 inconclusive.",
     )
