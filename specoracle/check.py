@@ -282,6 +282,14 @@ class Verdict:
     seed : seed of the sampling (None for exact).
     tests : the chi-squared tests behind a chi2 verdict (one per tested position).
     seconds : wall time of the check; estimated_seconds : the budget estimate made before it.
+    cases : a portfolio verdict (no model or scheme given, :mod:`specoracle.portfolio`): one
+        verdict per case run, in order (empty for a single case); the fields above then describe
+        the ``worst`` case (``"model scheme"``: the failing one, else the largest exact error or the
+        smallest p-value), with ``max_error``, ``detectable_tv`` and ``n`` taken over all cases.
+    skipped : portfolio cases not run (``"model scheme: why"``, e.g. over the budget left).
+    notes : what the portfolio did not check and why (a tree kind the verifier refused).
+    minimal_case : for a failure, test code reproducing the smallest failing case found
+        (:func:`specoracle.portfolio.shrink`), else empty.
     """
 
     status: str
@@ -307,6 +315,11 @@ class Verdict:
     tests: tuple = ()
     seconds: float = 0.0
     estimated_seconds: float | None = None
+    cases: tuple = ()
+    worst: str = ""
+    skipped: tuple = ()
+    notes: tuple = ()
+    minimal_case: str = ""
 
     @property
     def lossless(self) -> bool:
@@ -331,18 +344,25 @@ class Verdict:
           ``NOT LOSSLESS (chi2, n = 3,000: p = 1e-12 at alpha 0.01)``;
         - ``INCONCLUSIVE (chi2, n = 5: detects only TV >= 0.9, above the ceiling 0.1)``.
         """
-        if self.method == "exact":
-            evidence = f"exact, max error {self.max_error:.2g}"
-            if self.status == LOSSLESS:
-                return f"LOSSLESS ({evidence}, 1 case)"
-            return f"NOT LOSSLESS ({evidence}, TV {self.tv_error:.2g})"
-        sample = f"{self.method}, n = {self.n:,}"
-        if self.status == LOSSLESS:
-            return f"NO LOSS DETECTED ({sample}: detects TV >= {self.detectable_tv:.2g} with power {self.power:g})"
+        count = len(self.cases) or 1
+        cases = f"{count} case{'s' if count > 1 else ''}"
+        where = f", on {self.worst}, {cases} run" if self.cases else ""
         if self.status == NOT_LOSSLESS:
-            return f"NOT LOSSLESS ({sample}: p = {self.p_value:.2g} at alpha {self.alpha:g})"
-        return (f"INCONCLUSIVE ({sample}: detects only TV >= {self.detectable_tv:.2g}, above the ceiling "
-                f"{self.tv_ceiling:g})")
+            if self.max_error is not None and self.tv_error is not None and self.p_value is None:
+                return f"NOT LOSSLESS (exact, max error {self.max_error:.2g}, TV {self.tv_error:.2g}{where})"
+            return f"NOT LOSSLESS ({self.method}, n = {self.n:,}: p = {self.p_value:.2g} at alpha {self.alpha:g}{where})"
+        if self.method == "exact":
+            return f"LOSSLESS (exact, max error {self.max_error:.2g}, {cases})"
+        sampled = [c for c in self.cases if c.method != "exact"] or [self]
+        n = sum(c.n for c in sampled)
+        dtv = max(c.detectable_tv for c in sampled)
+        exact = len(self.cases) - len(sampled) if self.cases else 0
+        head = (f"exact on {exact} case{'s' if exact > 1 else ''}, max error {self.max_error:.2g}; "
+                f"chi2 on {len(sampled)} case{'s' if len(sampled) > 1 else ''}, " if exact else
+                f"{self.method}{f' on {cases}' if self.cases else ''}, ")
+        if self.status == LOSSLESS:
+            return f"NO LOSS DETECTED ({head}n = {n:,}: detects TV >= {dtv:.2g} with power {self.power:g})"
+        return f"INCONCLUSIVE ({head}n = {n:,}: detects only TV >= {dtv:.2g}, above the ceiling {self.tv_ceiling:g})"
 
     @property
     def conclusive(self) -> bool:
@@ -355,6 +375,8 @@ class Verdict:
 
     def summary(self) -> str:
         """A readable report: verdict, evidence, design, worst cells."""
+        if self.cases:
+            return self._portfolio_summary()
         lines = [f"{self.verifier} on {self.model}, {self.scheme}: {self.words}"]
         if self.method == "exact":
             lines.append(f"  max |law - P| = {self.max_error:.3g}, TV = {self.tv_error:.3g}, block efficiency {self.block_efficiency:.6g}")
@@ -375,6 +397,31 @@ class Verdict:
             lines.append(f"  worst cells ({kind}):")
             for c in self.worst_cells:
                 lines.append(f"    {c.label:>18s}  {c.observed:12.6g}  {c.expected:12.6g}  ({c.contribution:.3g})")
+        return "\n".join(lines)
+
+    def _portfolio_summary(self) -> str:
+        count = f"{len(self.cases)} case{'s' if len(self.cases) > 1 else ''}"
+        lines = [f"{self.verifier}: {self.words}",
+                 f"  portfolio (zero configuration, specoracle.portfolio): {count} in {self.seconds:.1f} s"]
+        for c in self.cases:
+            if c.method == "exact":
+                what = f"{'ok  ' if c.lossless else 'FAIL'} max error {c.max_error:.2g}"
+            else:
+                what = f"{c.status:<12} n = {c.n:,}, p = {c.p_value:.2g}, detects TV >= {c.detectable_tv:.2g}"
+            lines.append(f"    {c.model:<34} {c.scheme:<15} {c.method:<5} {what}  ({c.seconds:.2f} s)")
+        lines.append(f"  worst case: {self.worst}")
+        if self.status != LOSSLESS:
+            kind = "law vs P" if self.method == "exact" else "observed vs expected"
+            lines.append(f"  worst cells ({kind}):")
+            for c in self.worst_cells:
+                lines.append(f"    {c.label:>18s}  {c.observed:12.6g}  {c.expected:12.6g}  ({c.contribution:.3g})")
+        if self.skipped:
+            lines.append(f"  not run ({len(self.skipped)}): " + "; ".join(self.skipped[:4])
+                         + (" ..." if len(self.skipped) > 4 else ""))
+        lines += [f"  note: {n}" for n in self.notes]
+        if self.minimal_case:
+            lines.append("  minimal failing case (paste into a test):")
+            lines += ["    " + ln if ln else "" for ln in self.minimal_case.splitlines()]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -598,10 +645,11 @@ def _projection(projection: str, V: int, length: int, max_cells: int, context_or
 
 def check_lossless(
     verifier,
-    model,
-    scheme,
+    model=None,
+    scheme=None,
     method: str = "auto",
     *,
+    budget_seconds: float | None = None,
     alpha: float = 0.01,
     tv: float = 0.01,
     power: float = 0.99,
@@ -622,11 +670,22 @@ def check_lossless(
     Parameters
     ----------
     verifier : registry name, Entry, ``verify(instance, rng) -> Outcome`` callable, or block sampler.
+        With no ``model`` or no ``scheme``: also a :class:`specoracle.mutants.Mutant`-like object
+        (``verify`` and ``schemes``); a callable may declare the scheme kinds it accepts as
+        ``fn.schemes``.
     model : :class:`~specoracle.models.ToyModel` or a model string, the CLI's
         (:func:`specoracle.examples.parse_model`: ``"E5"``, ``"random:5:0:0.001"``,
         ``"sparse:4:1:q_zeros"``, ``"E5|T=0.5[draft]"``); rows are validated on use with the same
         errors as :class:`~specoracle.instance.Instance`.
     scheme : :class:`~specoracle.drafting.Scheme` or its name (``"chain(2)"``).
+
+        Zero configuration: leave out ``model`` or ``scheme`` (or both) and the designed portfolio
+        of :mod:`specoracle.portfolio` runs instead of one case (the given side fixed in every
+        case), exact where enumerable and chi-squared otherwise, under ``budget_seconds``; the
+        verdict lists the cases, the worst one and, for a failure, a minimal failing case as code.
+    budget_seconds : time budget of a portfolio run (default
+        :data:`specoracle.portfolio.BUDGET_SECONDS`); a case that no longer fits is skipped and
+        listed. Ignored when both ``model`` and ``scheme`` are given (``max_seconds`` applies).
     method : ``"auto"``, ``"exact"`` or ``"chi2"``.
     alpha : level of the chi-squared test (family-wise, Holm, for ``positions``).
     tv, power : design: ``n`` defaults to the smallest sample that detects TV >= ``tv`` with
@@ -654,9 +713,20 @@ def check_lossless(
     --------
     >>> check_lossless("naive", "E1", "chain(2)").lossless
     True
+    >>> check_lossless("naive", budget_seconds=20).words.startswith("LOSSLESS (exact, max error")
+    True
     >>> check_lossless("bv", "E2", "chain(2)", method="chi2", n=1).status
     'inconclusive'
     """
+    if model is None or scheme is None:
+        from . import portfolio
+
+        options = dict(alpha=alpha, tv=tv, power=power, n=n, projection=projection, tol=tol, tv_ceiling=tv_ceiling,
+                       max_memory_gb=max_memory_gb, max_cells=max_cells, context_order=context_order,
+                       min_expected=min_expected, method=method)
+        return portfolio.run(verifier, model=model, scheme=scheme, seed=seed, progress=progress,
+                             budget_seconds=portfolio.BUDGET_SECONDS if budget_seconds is None else budget_seconds,
+                             **options)
     t_start = time.perf_counter()
     if method not in METHODS:
         raise unknown_name("method", method, METHODS)
