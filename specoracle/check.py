@@ -78,6 +78,7 @@ __all__ = [
     "estimate_bound",
     "sample_sequences",
     "validated_model",
+    "is_block_sampler",
 ]
 
 METHODS = ("auto", "exact", "chi2")
@@ -452,8 +453,12 @@ def _scheme(scheme) -> Scheme:
     return scheme
 
 
-def _is_sampler(verifier) -> bool:
+def is_block_sampler(verifier) -> bool:
+    """True for a block sampler: an object with ``sample_blocks(model, scheme, n, *, seed)``."""
     return hasattr(verifier, "sample_blocks") and callable(verifier.sample_blocks)
+
+
+_is_sampler = is_block_sampler
 
 
 def _coerce(verifier):
@@ -575,15 +580,19 @@ class _Sampler:
         return list(seen.items())
 
     def seconds_per_row(self, n: int, seed: int) -> float:
-        """Wall seconds per row, timed on rows drawn with ``seed`` (doubling the number of rows
-        until about 0.25 s is spent; the last round's rate, so one-off costs do not count)."""
-        k, spent, rate = min(n, 8), 0.0, 0.0
+        """Wall seconds per row, timed on rows drawn with ``seed``: the number of rows doubles (at
+        least twice) until the rate stops falling or about 1 s is spent; the last round's rate, so
+        one-off costs do not count."""
+        k, spent, rate, rounds = min(n, 8), 0.0, math.inf, 0
         while True:
             t0 = time.perf_counter()
             self.draw(k, stats.derive_seed(seed, "calibrate", k))
             dt = time.perf_counter() - t0
-            spent, rate = spent + dt, dt / k
-            if n * rate < 2.0 or spent >= 0.25 or k >= n or k >= 512:
+            previous, rate, spent, rounds = rate, dt / k, spent + dt, rounds + 1
+            # never the first round's rate alone (it pays one-off costs: imports, warm-up); a batched
+            # sampler's rate falls as k grows (per-call cost), so double until it stops falling
+            settled = rate > 0.7 * previous or spent >= 1.0 or k >= 4096
+            if k >= n or (rounds >= 2 and (n * rate < 2.0 or settled)):
                 return rate
             k = min(2 * k, n)
 

@@ -300,11 +300,22 @@ def _tokenize(text: str, vocab: int | str) -> tuple[list[int], list[str]]:
 
 def _fit_ngram(ids: list[int], order: int, V: int, alpha: float) -> Callable[[tuple], np.ndarray]:
     counts: dict[tuple, np.ndarray] = defaultdict(lambda: np.zeros(V))
-    for i in range(len(ids)):
-        for n in range(order):  # all context lengths 0..order-1 for back-off
-            if i - n < 0:
-                break
-            counts[tuple(ids[i - n : i])][ids[i]] += 1
+    arr = np.asarray(ids, dtype=np.int64)
+    for n in range(order):  # all context lengths 0..order-1 for back-off
+        if len(arr) <= n:
+            break
+        # every window (context of n tokens, next token) as one base-V code, counted per distinct code
+        codes = np.zeros(len(arr) - n, dtype=np.int64)
+        for j in range(n + 1):
+            codes = codes * V + arr[j : len(arr) - n + j]
+        distinct, freq = np.unique(codes, return_counts=True)
+        for code, c in zip(distinct.tolist(), freq.tolist()):
+            row = []
+            for _ in range(n + 1):
+                code, t = divmod(code, V)
+                row.append(t)
+            row.reverse()
+            counts[tuple(row[:-1])][row[-1]] += c
 
     def law(context: tuple) -> np.ndarray:
         ctx = tuple(context[-(order - 1):]) if order > 1 else ()

@@ -14,8 +14,9 @@
   interleaved with the chains from the first tier on (never a chain-only check).
 
 Each row is a model string (:func:`specoracle.examples.parse_model`) and a scheme string, so any
-case can be rerun by hand: ``check_lossless(v, "random:5:3:0.001", "chain(3)")``. Rows are ordered
-cheapest-and-most-revealing first, in tiers; a verifier runs the rows whose scheme kind it accepts.
+case can be rerun by hand: ``check_lossless(v, "random:5:3:0.001", "chain(3)")``. Rows are grouped
+in tiers, most revealing per second first; within a tier a verifier runs the rows whose scheme kind
+it accepts, cheapest first (:func:`specoracle.check.exact_work`).
 Each row is checked exactly when :func:`specoracle.check.estimate_exact` fits in the budget left
 (chi-squared for verifiers that cannot be enumerated); a row that no longer fits is skipped and
 listed. The run stops at the first confirmed failure and shrinks it (:func:`shrink`) to a minimal
@@ -45,11 +46,18 @@ from .exact import LOSSLESS_TOL
 from .models import ToyModel, context_free, tabulated
 from .registry import Entry, get, resolve
 
-__all__ = ["Case", "PORTFOLIO", "BUDGET_SECONDS", "cases_for", "accepted_kinds", "run", "shrink", "Shrunk",
+__all__ = ["Case", "PORTFOLIO", "BUDGET_SECONDS", "CHI2_CASES", "STATEFUL_SLOWDOWN", "cases_for", "accepted_kinds", "run", "shrink", "Shrunk",
            "portfolio_table"]
 
 BUDGET_SECONDS = 60.0
 """Default time budget of a zero-configuration check (``budget_seconds``, the CLI's ``--budget``)."""
+STATEFUL_SLOWDOWN = 40.0
+"""Measured ratio of wall time to :func:`specoracle.check.estimate_exact` for stateful verifiers
+(sequence laws: 16-44x on the named examples, 2 cores); the run starts from it and then uses the
+ratio it measures."""
+CHI2_CASES = 10
+"""At most this many cases are sampled for a verifier that cannot be enumerated; each is tested at
+``alpha / CHI2_CASES`` (Bonferroni), so the whole run falsely fails with probability <= ``alpha``."""
 
 
 @dataclass(frozen=True)
@@ -85,11 +93,14 @@ PORTFOLIO: tuple[Case, ...] = (
     _c(1, "E3", "chain(1)", "V=2 context-dependent rows"),
     _c(1, "E5", "chain(2)", "V=4 context-dependent: p and q rotate with the prefix"),
     _c(1, "E2", "chain(2)", "V=3 context-dependent, uniform draft at depth 2"),
+    _c(1, "E4", "chain(2)", "V=4 context-free, q the reverse of p"),
     _c(1, "E1", "chain(2)", "block verification needs L >= 2"),
     _c(1, "E3", "chain(2)", "context-dependent rows at L = 2"),
+    _c(1, "E1", "iid(2,1)", "two i.i.d. drafts on V=2: duplicates are frequent"),
+    _c(1, "E3", "wor(2,1)", "without replacement on V=2: both tokens drafted"),
+    _c(1, "E3", "delayed(2,1,1)", "delayed expansion: a trunk then branches"),
     _c(1, "E5", "iid(2,1)", "two i.i.d. drafts: duplicates and multiplicities"),
     _c(1, "E5", "wor(2,1)", "drafts without replacement: residual order"),
-    _c(1, "E3", "delayed(2,1,1)", "delayed expansion: a trunk then branches"),
     _c(1, "E2", "iid(2,2)", "two i.i.d. paths of depth 2"),
     _c(1, "random:5:1", "chain(2)", "V=5: bugs invisible on V <= 4"),
     _c(1, "random:5:2", "iid(2,1)", "V=5 tree"),
@@ -110,11 +121,11 @@ PORTFOLIO: tuple[Case, ...] = (
     _c(2, "sparse:4:2:p_zeros", "wor(2,1)", "drafts the target never takes, without replacement"),
     _c(2, "sparse:4:3:both_zeros", "delayed(2,1,1)", "zeros on both sides, delayed"),
     _c(2, "E5|T=0.5[draft]", "chain(2)", "temperature on the draft only"),
-    _c(2, "E5|T=2[target]", "chain(2)", "temperature on the target only"),
+    _c(2, "E5|T=2.0[target]", "chain(2)", "temperature on the target only"),
     _c(2, "random:5:8|top_k=2[draft]", "chain(2)", "top-k draft: q = 0 outside its top 2"),
     _c(2, "random:5:9|top_k=3[target]", "chain(2)", "top-k target: drafts outside the target's support"),
-    _c(2, "random:5:10|top_p=0.8", "chain(2)", "top-p on both sides"),
-    _c(2, "random:4:11|T=0.7|top_k=3[target]", "iid(2,1)", "temperature and top-k, two drafts"),
+    _c(2, "random:5:10|top_p=0.8[both]", "chain(2)", "top-p on both sides"),
+    _c(2, "random:4:11|T=0.7[both]|top_k=3[target]", "iid(2,1)", "temperature and top-k, two drafts"),
     _c(2, "random:5:12|top_p=0.7[draft]", "wor(2,1)", "top-p draft without replacement"),
     _c(2, "ngram:4", "chain(3)", "n-gram pair fitted to text, depth 3"),
     _c(2, "ngram:3:2:1", "iid(2,2)", "n-gram pair, two paths of depth 2"),
@@ -240,19 +251,42 @@ def run(verifier, *, model=None, scheme=None, budget_seconds: float = BUDGET_SEC
     rows = cases_for(verifier, model=model, scheme=scheme)
     if not rows:
         raise InvalidArgument(f"no portfolio case fits: the verifier accepts {sorted(declared or KINDS)}")
+    stateful = resolve(fn).stateful
+    built = {c.model: fixed_model if fixed_model is not None else parse_model(c.model) for c in rows}
+    costs = {c: check.exact_work(built[c.model], parse_scheme(c.scheme), stateful=stateful) for c in rows}
+    # within a tier, cheapest first (the table order breaks ties)
+    rows.sort(key=lambda c: (c.tier, costs[c]))
     refused: dict[str, str] = {}
+    alpha = options.pop("alpha", 0.01)
+    if not _enumerable(fn) or options.get("method") == "chi2":
+        alpha = alpha / CHI2_CASES
+    # estimates are scaled by the slowdown measured so far (the machine's load, the verifier's cost)
+    slowdown = STATEFUL_SLOWDOWN if stateful and _enumerable(fn) else 1.0
+    spent_est, spent_real = 0.0, 0.0
+    sampling_full = False  # a sampled case was refused for the budget: so would the next ones be
     ran, skipped, failure = [], [], None
     for case in rows:
         kind = parse_scheme(case.scheme).kind
         if kind in refused:
             continue
         left = budget - (time.perf_counter() - t0)
-        m = fixed_model if fixed_model is not None else parse_model(case.model)
+        if left <= 0:
+            skipped.append((case, "over the budget left"))
+            continue
+        sampled = [v.seconds for _, v in ran if v.method != "exact"]
+        if len(sampled) >= CHI2_CASES:
+            skipped.append((case, f"{CHI2_CASES} chi-squared cases run (CHI2_CASES)"))
+            continue
+        if sampling_full or (sampled and left < 1.2 * sum(sampled) / len(sampled)):  # another will not fit
+            skipped.append((case, "over the budget left"))
+            continue
+        m = built[case.model]
         try:
-            v = check.check_lossless(fn, m, case.scheme, method=options.get("method", "auto"), seed=seed,
-                               max_seconds=max(left, 1e-3), **{k: x for k, x in options.items() if k != "method"})
+            v = check.check_lossless(fn, m, case.scheme, seed=seed, max_seconds=left / slowdown,
+                                     **{**options, "alpha": alpha})
         except BudgetExceeded:
             skipped.append((case, "over the budget left"))
+            sampling_full = sampling_full or not _enumerable(fn) or options.get("method") == "chi2"
             continue
         except SpecoracleError as exc:
             if declared is not None or any(c.kind == kind for c, _ in ran):
@@ -262,6 +296,10 @@ def run(verifier, *, model=None, scheme=None, budget_seconds: float = BUDGET_SEC
         if progress:
             print(f"  {case.model:<32} {case.scheme:<16} {v.words}", flush=True)
         ran.append((case, v))
+        if v.estimated_seconds and v.estimated_seconds >= 0.005:  # below, fixed costs swamp the rate
+            spent_est += v.estimated_seconds
+            spent_real += v.seconds
+            slowdown = max(1.0, spent_real / spent_est)
         if v.status == check.NOT_LOSSLESS:
             failure = (case, v, m)
             break
@@ -275,6 +313,12 @@ def run(verifier, *, model=None, scheme=None, budget_seconds: float = BUDGET_SEC
                                                                          tuple(k for k in KINDS if k not in refused)),
                          seconds=left).code(_verifier_label(verifier, fn))
     return _aggregate(verifier, fn, ran, skipped, refused, failure, minimal, t0)
+
+
+def _enumerable(fn) -> bool:
+    if check.is_block_sampler(fn) or getattr(fn, "batched", False) is True:
+        return False
+    return bool(getattr(resolve(fn).fn, "enumerable", True))
 
 
 def _verifier_label(verifier, fn) -> str:
