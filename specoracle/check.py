@@ -727,15 +727,6 @@ def check_lossless(
     >>> check_lossless("bv", "E2", "chain(2)", method="chi2", n=1).status
     'inconclusive'
     """
-    if model is None or scheme is None:
-        from . import portfolio
-
-        options = dict(alpha=alpha, tv=tv, power=power, n=n, projection=projection, tol=tol, tv_ceiling=tv_ceiling,
-                       max_memory_gb=max_memory_gb, max_cells=max_cells, context_order=context_order,
-                       min_expected=min_expected, method=method)
-        return portfolio.run(verifier, model=model, scheme=scheme, seed=seed, progress=progress,
-                             budget_seconds=portfolio.BUDGET_SECONDS if budget_seconds is None else budget_seconds,
-                             **options)
     t_start = time.perf_counter()
     if method not in METHODS:
         raise unknown_name("method", method, METHODS)
@@ -750,6 +741,15 @@ def check_lossless(
         n = stats.check_count("n", n)
     if context_order is not None:
         context_order = stats.check_count("context_order", context_order, 0)
+    if model is None or scheme is None:  # zero configuration: the portfolio
+        from . import portfolio
+
+        options = dict(alpha=alpha, tv=tv, power=power, n=n, projection=projection, tol=tol, tv_ceiling=tv_ceiling,
+                       max_memory_gb=budget["max_memory_gb"], max_cells=max_cells, context_order=context_order,
+                       min_expected=min_expected, method=method)
+        return portfolio.run(verifier, model=model, scheme=scheme, seed=seed, progress=progress,
+                             budget_seconds=portfolio.BUDGET_SECONDS if budget_seconds is None else budget_seconds,
+                             max_seconds=budget["max_seconds"], **options)
     model, scheme, verifier = _model(model), _scheme(scheme), _coerce(verifier)
     design = dict(alpha=alpha, power=power, tv=tv, tv_ceiling=tv_ceiling)
     if _is_sampler(verifier):

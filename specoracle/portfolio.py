@@ -234,11 +234,12 @@ def _scheme_of(scheme) -> Scheme:
 
 # --- the run -------------------------------------------------------------------------------------
 def run(verifier, *, model=None, scheme=None, budget_seconds: float = BUDGET_SECONDS, seed: int = 0,
-        progress: bool = False, **options):
+        progress: bool = False, max_seconds: float = math.inf, **options):
     """Run the portfolio on ``verifier`` under ``budget_seconds``; a
     :class:`specoracle.check.Verdict` with ``cases`` (one verdict per row run), ``skipped``, and
     for a failure ``minimal_case`` (code). ``model``/``scheme`` fix one side of every row.
-    ``options`` go to :func:`specoracle.check.check_lossless` for each row.
+    ``options`` go to :func:`specoracle.check.check_lossless` for each row; ``max_seconds`` caps
+    any one case.
 
     >>> v = run("naive", budget_seconds=30)
     >>> v.lossless, v.kind, len(v.cases) > 10
@@ -264,6 +265,7 @@ def run(verifier, *, model=None, scheme=None, budget_seconds: float = BUDGET_SEC
     slowdown = STATEFUL_SLOWDOWN if stateful and _enumerable(fn) else 1.0
     spent_est, spent_real = 0.0, 0.0
     sampling_full = False  # a sampled case was refused for the budget: so would the next ones be
+    first_refusal = ""
     ran, skipped, failure = [], [], None
     for case in rows:
         kind = parse_scheme(case.scheme).kind
@@ -282,14 +284,15 @@ def run(verifier, *, model=None, scheme=None, budget_seconds: float = BUDGET_SEC
             continue
         m = built[case.model]
         try:
-            v = check.check_lossless(fn, m, case.scheme, seed=seed, max_seconds=left / slowdown,
+            v = check.check_lossless(fn, m, case.scheme, seed=seed, max_seconds=min(left / slowdown, max_seconds),
                                      **{**options, "alpha": alpha})
-        except BudgetExceeded:
+        except BudgetExceeded as exc:
+            first_refusal = first_refusal or str(exc)
             skipped.append((case, "over the budget left"))
             sampling_full = sampling_full or not _enumerable(fn) or options.get("method") == "chi2"
             continue
         except SpecoracleError as exc:
-            if declared is not None or any(c.kind == kind for c, _ in ran):
+            if declared is not None or kind == "chain" or any(c.kind == kind for c, _ in ran):
                 raise
             refused[kind] = str(exc).splitlines()[0]  # a plain callable refusing a kind it cannot verify
             continue
@@ -304,7 +307,8 @@ def run(verifier, *, model=None, scheme=None, budget_seconds: float = BUDGET_SEC
             failure = (case, v, m)
             break
     if not ran:
-        raise BudgetExceeded(f"no portfolio case fits in budget_seconds={budget:g} (--budget); raise the budget")
+        raise BudgetExceeded(f"no portfolio case fits in budget_seconds={budget:g} (--budget); raise the budget. "
+                             f"The first case refused: {first_refusal}")
     minimal = ""
     if failure is not None and failure[1].method == "exact":
         case, v, m = failure

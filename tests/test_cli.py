@@ -45,7 +45,7 @@ def test_check_exits_nonzero_on_every_mutant(capsys, mutant):
 
 @pytest.mark.parametrize("name", [m.name for m in mutants.true_negatives()])
 def test_check_passes_true_negatives(capsys, name):
-    code, out, _ = run(capsys, "check", name, "--method", "exact", "--json")
+    code, out, _ = run(capsys, "check", name, "--method", "exact", "--budget", "10", "--json")
     assert code == 0 and json.loads(out)["lossless"] is True
 
 
@@ -257,3 +257,84 @@ def test_chi2_pass_never_says_lossless(capsys):
     code, text, _ = run(capsys, "check", "naive", "--model", "E1", "--scheme", "chain(1)", "--method", "chi2",
                         "--samples", "20000")
     assert code == 0 and "NO LOSS DETECTED" in text and "LOSSLESS" not in text
+
+
+# --- your verifier from the command line (issue 14.5) --------------------------------------------
+USER_MODULE = """
+from specoracle import mutants
+from specoracle.reference.chain import naive
+
+
+def my_verifier(instance, rng):
+    return naive(instance, rng)
+
+
+my_verifier.schemes = {"chain"}
+buggy = mutants.get("bv_cumprod").verify
+"""
+
+BATCHED_MODULE = """
+from specoracle.adapters.batched import reference_chain_sampling as good
+from specoracle.adapters.batched import residual_next_row_chain_sampling as bad
+"""
+
+
+@pytest.fixture
+def user_dir(tmp_path, monkeypatch):
+    (tmp_path / "userverifiers.py").write_text(USER_MODULE)
+    (tmp_path / "userbatched.py").write_text(BATCHED_MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_check_module_function_runs_the_portfolio(capsys, user_dir):
+    code, out, _ = run(capsys, "check", "userverifiers:my_verifier", "--budget", "3", "--json")
+    v = json.loads(out)
+    assert code == 0 and v["kind"] == "exact" and v["lossless"] is True and v["verifier"] == "userverifiers:my_verifier"
+    assert len(v["cases"]) >= 5 and all(c["scheme"].startswith("chain") for c in v["cases"])
+    assert v["verdict"] == f"LOSSLESS (exact, max error {v['max_error']:.2g}, {len(v['cases'])} cases)"
+
+
+def test_check_file_function_flags_a_bug_with_a_minimal_case(capsys, user_dir):
+    code, out, _ = run(capsys, "check", str(user_dir / "userverifiers.py") + ":buggy", "--budget", "20")
+    assert code == 1 and out.startswith("bv_cumprod: NOT LOSSLESS (exact")
+    assert "minimal failing case" in out and "def test_bv_cumprod_minimal_case" in out
+
+
+def test_check_module_function_on_one_case(capsys, user_dir):
+    code, out, _ = run(capsys, "check", "userverifiers:buggy", "--model", "E1", "--scheme", "chain(2)",
+                       "--method", "exact", "--json")
+    v = json.loads(out)
+    assert code == 1 and v["cases"] == [] and abs(v["max_error"] - 0.048) < 1e-3  # bv_cumprod on E1, L = 2
+
+
+@pytest.mark.parametrize("spec,fragment", [("userverifiers:nope", "nope"), ("no_such_module:f", "no_such_module"),
+                                           ("missing/file.py:f", "no file"), ("userverifiers:", "expected")])
+def test_check_bad_user_target_is_a_usage_error(capsys, user_dir, spec, fragment):
+    code, out, _ = run(capsys, "check", spec, "--json")
+    err = json.loads(out)["error"]
+    assert code == 2 and fragment in err["message"]
+
+
+def test_check_needs_exactly_one_target(capsys, user_dir):
+    assert run(capsys, "check", "--json")[0] == 2
+    assert run(capsys, "check", "bv", "--batched", "userbatched:good", "--json")[0] == 2
+
+
+@pytest.mark.parametrize("fn,code", [("bad", 1), ("good", 0)])
+def test_check_batched_function(capsys, user_dir, fn, code):
+    """A [B, L, V] function through BatchedVerifier: chi-squared only, so a pass is NO LOSS DETECTED."""
+    got, out, _ = run(capsys, "check", "--batched", f"userbatched:{fn}", "--model", "E3", "--scheme", "chain(2)",
+                      "--samples", "20000", "--json")
+    v = json.loads(out)
+    assert got == code and v["kind"] == "statistical" and v["lossless"] is False
+    assert v["status"] == {0: "no loss detected", 1: "not lossless"}[code]
+
+
+def test_api_accepts_every_cli_model_string():
+    from specoracle.check import check_lossless
+
+    for text in ("E5", "random:4:3:0.001", "ngram:3", "sparse:3:1:q_zeros", "E5|T=0.5[draft]|top_k=3"):
+        v = check_lossless("naive", text, "chain(1)", method="exact")
+        assert v.lossless and v.model == parse_model(text).name
