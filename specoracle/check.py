@@ -409,7 +409,7 @@ class Verdict:
                 what = f"{'ok  ' if c.lossless else 'FAIL'} max error {c.max_error:.2g}"
             else:
                 what = f"{c.status:<12} n = {c.n:,}, p = {c.p_value:.2g}, detects TV >= {c.detectable_tv:.2g}"
-            lines.append(f"    {c.model:<34} {c.scheme:<15} {c.method:<5} {what}  ({c.seconds:.2f} s)")
+            lines.append(f"    {c.model:<40} {c.scheme:<15} {c.method:<5} {what}  ({c.seconds:.2f} s)")
         lines.append(f"  worst case: {self.worst}")
         if self.status != LOSSLESS:
             kind = "law vs P" if self.method == "exact" else "observed vs expected"
