@@ -5,7 +5,8 @@ and device. Two presets exist: :func:`quick` (CI, under two minutes on 2 cores) 
 (the default of ``specoracle report``, under fifteen minutes on 2 cores). The configuration is
 written into ``results.json`` and the report header, so a report can be regenerated exactly.
 
-Models are named as on the command line (:func:`parse_model`):
+Models are named as on the command line and in the API (:func:`specoracle.examples.parse_model`,
+re-exported here), among them:
 
 - an example name of :mod:`specoracle.examples` (``E1``, ``E2``, ... ``HSDTOY``);
 - ``random:V:seed`` (optionally ``random:V:seed:divergence``), a Dirichlet pair
@@ -18,8 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from specoracle.drafting import Scheme, parse_scheme
-from specoracle.errors import InvalidInstance, unknown_name
-from specoracle.models import ToyModel
+from specoracle.examples import parse_model
 from specoracle.stats import derive_seed
 
 __all__ = ["ReportConfig", "quick", "full", "parse_model", "derive_seed", "parse_schemes", "PRESETS"]
@@ -122,39 +122,6 @@ def full(seed: int = 0, device: str = "cpu", progress: bool = True) -> ReportCon
 
 
 PRESETS = {"quick": quick, "full": full}
-
-
-def parse_model(text: str) -> ToyModel:
-    """A model from its command-line name (see module docstring).
-
-    >>> parse_model("E2").V, parse_model("random:5:1").V, parse_model("ngram:4").V
-    (3, 5, 4)
-    """
-    from specoracle import examples, models
-
-    text = str(text).strip()
-    head, _, rest = text.partition(":")
-    args = [a for a in rest.split(":") if a] if rest else []
-    try:
-        if head == "random":
-            if len(args) not in (2, 3):
-                raise InvalidInstance(f"model {text!r}: expected random:V:seed[:divergence]")
-            V, seed = int(args[0]), int(args[1])
-            div = float(args[2]) if len(args) == 3 else 0.5
-            return models.random_model(V, seed, divergence=div, name=text)
-        if head == "ngram":
-            if len(args) not in (1, 3):
-                raise InvalidInstance(f"model {text!r}: expected ngram:V[:target_order:draft_order]")
-            V = int(args[0])
-            to, do = (int(args[1]), int(args[2])) if len(args) == 3 else (3, 1)
-            return models.ngram_pair(vocab=V, target_order=to, draft_order=do, name=text)
-    except ValueError as exc:
-        if isinstance(exc, InvalidInstance):
-            raise
-        raise InvalidInstance(f"model {text!r}: arguments must be numbers ({exc})") from None
-    if head in examples.MODELS and not args:
-        return examples.get(head)
-    raise unknown_name("model", text, [*examples.MODELS, "random:V:seed", "ngram:V"])
 
 
 def parse_schemes(texts) -> list[Scheme]:

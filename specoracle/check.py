@@ -67,6 +67,7 @@ __all__ = [
     "NOT_LOSSLESS",
     "INCONCLUSIVE",
     "VERDICTS",
+    "KINDS",
     "MAX_SECONDS",
     "MAX_MEMORY_GB",
     "AUTO_EXACT_SECONDS",
@@ -77,12 +78,15 @@ __all__ = [
     "estimate_bound",
     "sample_sequences",
     "validated_model",
+    "is_block_sampler",
 ]
 
 METHODS = ("auto", "exact", "chi2")
 PROJECTIONS = ("auto", "full", "first_token", "positions")
 LOSSLESS, NOT_LOSSLESS = "lossless", "not lossless"
 VERDICTS = (LOSSLESS, NOT_LOSSLESS, INCONCLUSIVE)
+KINDS = {"exact": "exact", "chi2": "statistical"}
+"""What each method's verdict is: a proof up to ``tol`` (exact) or a test with stated power."""
 
 MAX_SECONDS = 900.0
 """Default time budget of one check (the CLI's ``--max-seconds``)."""
@@ -329,6 +333,14 @@ class Verdict:
     seed : seed of the sampling (None for exact).
     tests : the chi-squared tests behind a chi2 verdict (one per tested position).
     seconds : wall time of the check; estimated_seconds : the budget estimate made before it.
+    cases : a portfolio verdict (no model or scheme given, :mod:`specoracle.portfolio`): one
+        verdict per case run, in order (empty for a single case); the fields above then describe
+        the ``worst`` case (``"model scheme"``: the failing one, else the largest exact error or the
+        smallest p-value), with ``max_error``, ``detectable_tv`` and ``n`` taken over all cases.
+    skipped : portfolio cases not run (``"model scheme: why"``, e.g. over the budget left).
+    notes : what the portfolio did not check and why (a tree kind the verifier refused).
+    minimal_case : for a failure, test code reproducing the smallest failing case found
+        (:func:`specoracle.portfolio.shrink`), else empty.
     """
 
     status: str
@@ -354,11 +366,54 @@ class Verdict:
     tests: tuple = ()
     seconds: float = 0.0
     estimated_seconds: float | None = None
+    cases: tuple = ()
+    worst: str = ""
+    skipped: tuple = ()
+    notes: tuple = ()
+    minimal_case: str = ""
 
     @property
     def lossless(self) -> bool:
-        """True only for the status ``lossless`` (an inconclusive check is not a pass)."""
+        """True only for the status ``lossless``: a pass (an inconclusive check is not one). For a
+        statistical verdict a pass means NO LOSS DETECTED at ``detectable_tv`` (see :attr:`words`),
+        not a proof."""
         return self.status == LOSSLESS
+
+    @property
+    def kind(self) -> str:
+        """``"exact"`` (an enumeration: a pass is a proof up to ``tol``) or ``"statistical"`` (a
+        sampled test: a pass only bounds the TV it could see)."""
+        return KINDS[self.method]
+
+    @property
+    def words(self) -> str:
+        """The verdict in words, never ``LOSSLESS`` from sampling:
+
+        - exact pass: ``LOSSLESS (exact, max error 2e-17, 1 case)``;
+        - chi-squared pass: ``NO LOSS DETECTED (chi2, n = 180,997: detects TV >= 0.0099 with power 0.99)``;
+        - failures: ``NOT LOSSLESS (exact, max error 0.15, TV 0.15)`` or
+          ``NOT LOSSLESS (chi2, n = 3,000: p = 1e-12 at alpha 0.01)``;
+        - ``INCONCLUSIVE (chi2, n = 5: detects only TV >= 0.9, above the ceiling 0.1)``.
+        """
+        count = len(self.cases) or 1
+        cases = f"{count} case{'s' if count > 1 else ''}"
+        where = f", on {self.worst}, {cases} run" if self.cases else ""
+        if self.status == NOT_LOSSLESS:
+            if self.max_error is not None and self.tv_error is not None and self.p_value is None:
+                return f"NOT LOSSLESS (exact, max error {self.max_error:.2g}, TV {self.tv_error:.2g}{where})"
+            return f"NOT LOSSLESS ({self.method}, n = {self.n:,}: p = {self.p_value:.2g} at alpha {self.alpha:g}{where})"
+        if self.method == "exact":
+            return f"LOSSLESS (exact, max error {self.max_error:.2g}, {cases})"
+        sampled = [c for c in self.cases if c.method != "exact"] or [self]
+        n = sum(c.n for c in sampled)
+        dtv = max(c.detectable_tv for c in sampled)
+        exact = len(self.cases) - len(sampled) if self.cases else 0
+        head = (f"exact on {exact} case{'s' if exact > 1 else ''}, max error {self.max_error:.2g}; "
+                f"chi2 on {len(sampled)} case{'s' if len(sampled) > 1 else ''}, " if exact else
+                f"{self.method}{f' on {cases}' if self.cases else ''}, ")
+        if self.status == LOSSLESS:
+            return f"NO LOSS DETECTED ({head}n = {n:,}: detects TV >= {dtv:.2g} with power {self.power:g})"
+        return f"INCONCLUSIVE ({head}n = {n:,}: detects only TV >= {dtv:.2g}, above the ceiling {self.tv_ceiling:g})"
 
     @property
     def conclusive(self) -> bool:
@@ -371,8 +426,9 @@ class Verdict:
 
     def summary(self) -> str:
         """A readable report: verdict, evidence, design, worst cells."""
-        head = {LOSSLESS: "lossless", NOT_LOSSLESS: "NOT lossless", INCONCLUSIVE: "INCONCLUSIVE"}[self.status]
-        lines = [f"{self.verifier} on {self.model}, {self.scheme}: {head} (method {self.method}, projection {self.projection})"]
+        if self.cases:
+            return self._portfolio_summary()
+        lines = [f"{self.verifier} on {self.model}, {self.scheme}: {self.words}"]
         if self.method == "exact":
             lines.append(f"  max |law - P| = {self.max_error:.3g}, TV = {self.tv_error:.3g}, block efficiency {self.block_efficiency:.6g}")
         else:
@@ -394,6 +450,31 @@ class Verdict:
                 lines.append(f"    {c.label:>18s}  {c.observed:12.6g}  {c.expected:12.6g}  ({c.contribution:.3g})")
         return "\n".join(lines)
 
+    def _portfolio_summary(self) -> str:
+        count = f"{len(self.cases)} case{'s' if len(self.cases) > 1 else ''}"
+        lines = [f"{self.verifier}: {self.words}",
+                 f"  portfolio (zero configuration, specoracle.portfolio): {count} in {self.seconds:.1f} s"]
+        for c in self.cases:
+            if c.method == "exact":
+                what = f"{'ok  ' if c.lossless else 'FAIL'} max error {c.max_error:.2g}"
+            else:
+                what = f"{c.status:<12} n = {c.n:,}, p = {c.p_value:.2g}, detects TV >= {c.detectable_tv:.2g}"
+            lines.append(f"    {c.model:<40} {c.scheme:<15} {c.method:<5} {what}  ({c.seconds:.2f} s)")
+        lines.append(f"  worst case: {self.worst}")
+        if self.status != LOSSLESS:
+            kind = "law vs P" if self.method == "exact" else "observed vs expected"
+            lines.append(f"  worst cells ({kind}):")
+            for c in self.worst_cells:
+                lines.append(f"    {c.label:>18s}  {c.observed:12.6g}  {c.expected:12.6g}  ({c.contribution:.3g})")
+        if self.skipped:
+            lines.append(f"  not run ({len(self.skipped)}): " + "; ".join(self.skipped[:4])
+                         + (" ..." if len(self.skipped) > 4 else ""))
+        lines += [f"  note: {n}" for n in self.notes]
+        if self.minimal_case:
+            lines.append("  minimal failing case (paste into a test):")
+            lines += ["    " + ln if ln else "" for ln in self.minimal_case.splitlines()]
+        return "\n".join(lines)
+
     def __str__(self) -> str:
         return self.summary()
 
@@ -410,7 +491,7 @@ def validated_model(model: ToyModel) -> ToyModel:
 
 def _model(model) -> ToyModel:
     if isinstance(model, str):
-        model = examples.get(model)
+        model = examples.parse_model(model)
     return validated_model(model)
 
 
@@ -422,8 +503,12 @@ def _scheme(scheme) -> Scheme:
     return scheme
 
 
-def _is_sampler(verifier) -> bool:
+def is_block_sampler(verifier) -> bool:
+    """True for a block sampler: an object with ``sample_blocks(model, scheme, n, *, seed)``."""
     return hasattr(verifier, "sample_blocks") and callable(verifier.sample_blocks)
+
+
+_is_sampler = is_block_sampler
 
 
 def _coerce(verifier):
@@ -548,15 +633,19 @@ class _Sampler:
         return list(seen.items())
 
     def seconds_per_row(self, n: int, seed: int) -> float:
-        """Wall seconds per row, timed on rows drawn with ``seed`` (doubling the number of rows
-        until about 0.25 s is spent; the last round's rate, so one-off costs do not count)."""
-        k, spent, rate = min(n, 8), 0.0, 0.0
+        """Wall seconds per row, timed on rows drawn with ``seed``: the number of rows doubles (at
+        least twice) until the rate stops falling or about 1 s is spent; the last round's rate, so
+        one-off costs do not count."""
+        k, spent, rate, rounds = min(n, 8), 0.0, math.inf, 0
         while True:
             t0 = time.perf_counter()
             self.draw(k, stats.derive_seed(seed, "calibrate", k))
             dt = time.perf_counter() - t0
-            spent, rate = spent + dt, dt / k
-            if n * rate < 2.0 or spent >= 0.25 or k >= n or k >= 512:
+            previous, rate, spent, rounds = rate, dt / k, spent + dt, rounds + 1
+            # never the first round's rate alone (it pays one-off costs: imports, warm-up); a batched
+            # sampler's rate falls as k grows (per-call cost), so double until it stops falling
+            settled = rate > 0.7 * previous or spent >= 1.0 or k >= 4096
+            if k >= n or (rounds >= 2 and (n * rate < 2.0 or settled)):
                 return rate
             k = min(2 * k, n)
 
@@ -618,10 +707,11 @@ def _projection(projection: str, V: int, length: int, max_cells: int, context_or
 
 def check_lossless(
     verifier,
-    model,
-    scheme,
+    model=None,
+    scheme=None,
     method: str = "auto",
     *,
+    budget_seconds: float | None = None,
     alpha: float = 0.01,
     tv: float = 0.01,
     power: float = 0.99,
@@ -642,9 +732,22 @@ def check_lossless(
     Parameters
     ----------
     verifier : registry name, Entry, ``verify(instance, rng) -> Outcome`` callable, or block sampler.
-    model : :class:`~specoracle.models.ToyModel` or an example name (``"E5"``); rows are validated
-        on use with the same errors as :class:`~specoracle.instance.Instance`.
+        With no ``model`` or no ``scheme``: also a :class:`specoracle.mutants.Mutant`-like object
+        (``verify`` and ``schemes``); a callable may declare the scheme kinds it accepts as
+        ``fn.schemes``.
+    model : :class:`~specoracle.models.ToyModel` or a model string, the CLI's
+        (:func:`specoracle.examples.parse_model`: ``"E5"``, ``"random:5:0:0.001"``,
+        ``"sparse:4:1:q_zeros"``, ``"E5|T=0.5[draft]"``); rows are validated on use with the same
+        errors as :class:`~specoracle.instance.Instance`.
     scheme : :class:`~specoracle.drafting.Scheme` or its name (``"chain(2)"``).
+
+        Zero configuration: leave out ``model`` or ``scheme`` (or both) and the designed portfolio
+        of :mod:`specoracle.portfolio` runs instead of one case (the given side fixed in every
+        case), exact where enumerable and chi-squared otherwise, under ``budget_seconds``; the
+        verdict lists the cases, the worst one and, for a failure, a minimal failing case as code.
+    budget_seconds : time budget of a portfolio run (default
+        :data:`specoracle.portfolio.BUDGET_SECONDS`); a case that no longer fits is skipped and
+        listed. Ignored when both ``model`` and ``scheme`` are given (``max_seconds`` applies).
     method : ``"auto"``, ``"exact"`` or ``"chi2"``.
     alpha : level of the chi-squared test (family-wise, Holm, for ``positions``).
     tv, power : design: ``n`` defaults to the smallest sample that detects TV >= ``tv`` with
@@ -672,6 +775,8 @@ def check_lossless(
     --------
     >>> check_lossless("naive", "E1", "chain(2)").lossless
     True
+    >>> check_lossless("naive", budget_seconds=20).words.startswith("LOSSLESS (exact, max error")
+    True
     >>> check_lossless("bv", "E2", "chain(2)", method="chi2", n=1).status
     'inconclusive'
     """
@@ -689,6 +794,15 @@ def check_lossless(
         n = stats.check_count("n", n)
     if context_order is not None:
         context_order = stats.check_count("context_order", context_order, 0)
+    if model is None or scheme is None:  # zero configuration: the portfolio
+        from . import portfolio
+
+        options = dict(alpha=alpha, tv=tv, power=power, n=n, projection=projection, tol=tol, tv_ceiling=tv_ceiling,
+                       max_memory_gb=budget["max_memory_gb"], max_cells=max_cells, context_order=context_order,
+                       min_expected=min_expected, method=method)
+        return portfolio.run(verifier, model=model, scheme=scheme, seed=seed, progress=progress,
+                             budget_seconds=portfolio.BUDGET_SECONDS if budget_seconds is None else budget_seconds,
+                             max_seconds=budget["max_seconds"], **options)
     model, scheme, verifier = _model(model), _scheme(scheme), _coerce(verifier)
     design = dict(alpha=alpha, power=power, tv=tv, tv_ceiling=tv_ceiling)
     if _is_sampler(verifier):

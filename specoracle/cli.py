@@ -6,11 +6,16 @@ passed, so the library's default applies:
 - ``specoracle report [--quick] [--out DIR] [--seed S] [--device D] [--only KEYS]``:
   :func:`specoracle.reports.write_report` (``index.md``, self-contained ``index.html``,
   ``results.json``, PNG plots);
-- ``specoracle check NAME [--model E2] [--scheme "iid(2,2)"] [--method exact|chi2|auto]``:
-  :func:`specoracle.check.check_lossless` (exact engine, chi-squared on samples), or, with
-  ``--device``, :func:`specoracle.gpu.checks.chi2_twin` against the target law (the torch twin
-  sampled on that device; stateful twins: whole sequences). ``NAME`` is a registry name or a
-  mutant name (:mod:`specoracle.mutants`);
+- ``specoracle check NAME [--model E2] [--scheme "iid(2,2)"] [--method exact|chi2|auto] [--budget S]``:
+  :func:`specoracle.check.check_lossless` (exact engine, chi-squared on samples); with no
+  ``--model`` or no ``--scheme``, the zero-configuration portfolio (:mod:`specoracle.portfolio`)
+  under ``--budget`` seconds. With ``--device``, :func:`specoracle.gpu.checks.chi2_twin` against
+  the target law (the torch twin sampled on that device; stateful twins: whole sequences).
+  ``NAME`` is a registry name, a mutant name (:mod:`specoracle.mutants`), or your own verifier
+  as ``my_module:my_verifier`` or ``path/to/file.py:my_verifier`` (:func:`load_object`: a
+  ``verify(instance, rng)`` callable, optionally with ``fn.schemes``, a registry ``Entry``, a
+  ``Mutant``, or a block sampler); ``--batched my_module:fn`` wraps a ``[B, L, V]`` function in
+  :class:`specoracle.adapters.batched.BatchedVerifier`;
 - ``specoracle bound --model E2 --scheme "iid(2,2)"``: the LP bounds of :mod:`specoracle.lp` next
   to the exact block efficiency of every registered verifier that accepts the scheme;
 - ``specoracle bench``: :func:`specoracle.gpu.bench` (torch vs reference vs roofline);
@@ -25,14 +30,23 @@ Output: every subcommand takes ``--json``: exactly one JSON object (``bench``, `
 list) on stdout, errors included as ``{"error": {"type", "message", "exit_status"}}``. Solver
 banners and progress go to stderr.
 
-Exit status: 0 success (lossless, every report section ok); 1 a check failed (not lossless, a
+Verdict words (``check``): an exact pass reads ``LOSSLESS (exact, max error 2e-17, 38 cases)``; a
+chi-squared pass reads ``NO LOSS DETECTED (chi2, n = 180,997: detects TV >= 0.0099 with power
+0.99)``, never LOSSLESS. ``--json`` says the same: ``kind`` is ``"exact"`` or ``"statistical"``,
+``verdict`` holds the words, ``status`` is ``lossless`` (exact pass), ``no loss detected``
+(statistical pass), ``not lossless`` or ``inconclusive``; ``passed`` is true for either pass and
+``lossless`` only for an exact one.
+
+Exit status: 0 success (lossless or no loss detected, every report section ok); 1 a check failed (not lossless, a
 report section failed); 2 bad usage or input (unknown name, bad argument, a budget exceeded, an
 output path that is not a directory, a device that does not exist); 3 internal error (a bug: the
 traceback goes to stderr); 4 inconclusive (a chi-squared check that did not reject but could not
 see a TV error of ``--tv-ceiling``, default 0.1: raise ``--samples``).
 
-Models: an example name (``E1``...``E5``, ``HSDTOY``), ``random:V:seed[:divergence]`` or
-``ngram:V[:target_order:draft_order]``; schemes as printed (``chain(2)``, ``iid(2,2)``,
+Models: one parser for the CLI and the API (:func:`specoracle.examples.parse_model`): an example
+name (``E1``...``E5``, ``HSDTOY``), ``random:V:seed[:divergence]``,
+``ngram:V[:target_order:draft_order]`` or ``sparse:V:seed:pattern``, each optionally followed by
+transforms ``|T=0.5[draft]``, ``|top_k=2[target]``, ``|top_p=0.9`` (side defaults to both); schemes as printed (``chain(2)``, ``iid(2,2)``,
 ``delayed(2,1,1)``, ``wor(2,1)``).
 """
 from __future__ import annotations
@@ -50,10 +64,22 @@ from dataclasses import asdict
 
 from specoracle.errors import SpecoracleError
 
-__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_INCONCLUSIVE"]
+__all__ = ["main", "build_parser", "load_object", "EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_INCONCLUSIVE"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
-_STATUS_EXIT = {"lossless": EXIT_OK, "not lossless": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE}
+_STATUS_EXIT = {"lossless": EXIT_OK, "no loss detected": EXIT_OK, "not lossless": EXIT_FAIL,
+                "inconclusive": EXIT_INCONCLUSIVE}
+
+
+def _honest(out: dict, kind: str, words: str) -> dict:
+    """``out`` with the verdict's ``kind`` (``exact`` or ``statistical``), its ``verdict`` words,
+    ``passed``, and never ``lossless`` from sampling: a statistical pass has status
+    ``"no loss detected"`` and ``lossless: false`` (exit status 0 all the same)."""
+    passed = out["status"] == "lossless"
+    if passed and kind != "exact":
+        out["status"] = "no loss detected"
+    out.update(kind=kind, verdict=words, passed=passed, lossless=passed and kind == "exact")
+    return out
 
 
 class UsageError(SpecoracleError):
@@ -111,7 +137,9 @@ _EXAMPLE_SCHEME = {"chain": "chain(2)", "iid": "iid(2,2)", "delayed": "delayed(2
 
 
 def _resolve_target(name: str):
-    """``(verifier, default_model, default_scheme, entry_or_None)`` for a registry or mutant name."""
+    """``(verifier, default_model, default_scheme, entry_or_None)`` for a registry or mutant name,
+    or a user's ``module:attr`` / ``path/to/file.py:attr`` (:func:`load_object`). The defaults
+    serve ``--device`` only; without it a check with no model or scheme runs the portfolio."""
     from specoracle import mutants, registry
     from specoracle.drafting import KINDS
     from specoracle.errors import unknown_name
@@ -123,35 +151,114 @@ def _resolve_target(name: str):
     table = {m.name: m for m in list(mutants.catalog()) + list(mutants.true_negatives())}
     if name in table:
         m = table[name]
-        return m.verify, m.model, m.scheme, None
-    raise unknown_name("verifier name", name, [*registry.names(), *table])
+        return m, m.model, m.scheme, None
+    if ":" in name:
+        obj = load_object(name)
+        if isinstance(obj, registry.Entry):
+            return obj, "E2", _EXAMPLE_SCHEME[next(k for k in KINDS if k in obj.schemes)], obj
+        return obj, "E2", "chain(2)", None
+    raise unknown_name("verifier name (or module:function, path/to/file.py:function)", name,
+                       [*registry.names(), *table])
+
+
+def load_object(spec: str):
+    """The object named by ``spec``: ``package.module:attr`` (imported with the working directory
+    on ``sys.path``) or ``path/to/file.py:attr`` (loaded from that file); ``attr`` may be dotted.
+
+    Errors are usage errors (exit 2) naming what is missing: the file, the module, the attribute
+    (with the module's public names)."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    from specoracle.errors import unknown_name
+
+    where, _, attr = spec.rpartition(":")
+    if not where or not attr:
+        raise UsageError(f"{spec!r}: expected module:function or path/to/file.py:function")
+    if where.endswith(".py") or "/" in where or os.sep in where:
+        path = Path(where)
+        if not path.is_file():
+            raise UsageError(f"{spec!r}: no file {where}")
+        module_name = f"specoracle_user_{abs(hash(str(path.resolve())))}"
+        loader = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(loader)
+        sys.modules[module_name] = module  # dataclasses and pickling look the module up
+        try:
+            loader.loader.exec_module(module)
+        except Exception as exc:
+            raise UsageError(f"{spec!r}: importing {where} raised {type(exc).__name__}: {exc}") from exc
+    else:
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(where)
+        except ModuleNotFoundError as exc:
+            raise UsageError(f"{spec!r}: no module named {exc.name!r} (run from the directory that holds it, "
+                             f"or give path/to/file.py:{attr})") from exc
+        except Exception as exc:
+            raise UsageError(f"{spec!r}: importing {where} raised {type(exc).__name__}: {exc}") from exc
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            public = [n for n in dir(obj) if not n.startswith("_")]
+            raise unknown_name("attribute", part, public)
+        obj = getattr(obj, part)
+    return obj
+
+
+def _case_row(c) -> dict:
+    return {"model": c.model, "scheme": c.scheme, "kind": c.kind, "status": c.status, "verdict": c.words,
+            "max_error": c.max_error, "n": c.n, "p_value": c.p_value, "detectable_tv": c.detectable_tv,
+            "seconds": c.seconds}
 
 
 def _cmd_check(args):
     from specoracle.drafting import parse_scheme
-    from specoracle.reports import jsonable, parse_model
+    from specoracle.examples import parse_model
+    from specoracle.reports import jsonable
 
-    verifier, dmodel, dscheme, entry = _resolve_target(args.name)
-    model = parse_model(args.model or dmodel)
-    scheme = parse_scheme(args.scheme or dscheme)
+    if (args.name is None) == (args.batched is None):
+        raise UsageError("check needs one verifier: NAME (registry, mutant, module:function, file.py:function) "
+                         "or --batched module:function")
+    if args.batched is not None:
+        from specoracle.adapters.batched import BatchedVerifier
+
+        label = args.batched
+        verifier, dmodel, dscheme, entry = BatchedVerifier(load_object(args.batched), name=label), "E2", "chain(2)", None
+    else:
+        label = args.name
+        verifier, dmodel, dscheme, entry = _resolve_target(args.name)
     design = ("alpha", "tv", "power", "seed", "n", "tv_ceiling", "max_memory_gb")
     if args.device is not None:
+        model, scheme = parse_model(args.model or dmodel), parse_scheme(args.scheme or dscheme)
         out = _check_twin(args, entry, model, scheme, _kwargs(args, design))
+        text = None
     else:
         from specoracle.check import check_lossless
 
+        model = parse_model(args.model) if args.model else None
+        scheme = parse_scheme(args.scheme) if args.scheme else None
         kw = _kwargs(args, (*design, "method", "max_seconds"))
+        if model is None or scheme is None:
+            kw.update(_kwargs(args, ("budget_seconds",)))
+        elif entry is None and hasattr(verifier, "verify") and not callable(verifier):
+            verifier = verifier.verify  # a mutant on one given case
         v = check_lossless(verifier, model, scheme, progress=not args.no_progress, **kw)
-        out = {k: getattr(v, k) for k in v.__dataclass_fields__ if k not in ("tests", "worst_cells")}
-        out["verifier"], out["lossless"], out["table"] = args.name, v.lossless, v.table()
+        out = {k: getattr(v, k) for k in v.__dataclass_fields__ if k not in ("tests", "worst_cells", "cases")}
+        out["verifier"], out["table"] = label, v.table()
         out["worst_cells"] = [asdict(c) for c in v.worst_cells]
+        out["cases"] = [_case_row(c) for c in v.cases]
+        out = _honest(out, v.kind, v.words)
+        text = v.summary() if v.cases else None
     out = jsonable(out)
-    return _STATUS_EXIT[out["status"]], out, _check_text(out, args.verbose)
+    return _STATUS_EXIT[out["status"]], out, text or _check_text(out, args.verbose)
 
 
 def _check_text(out: dict, verbose: bool) -> str:
-    lines = [f"{out['verifier']} on {out['model']} {out['scheme']} [{out['method']}]: {out['status'].upper()}"]
-    skip = {"status", "lossless", "verifier", "model", "scheme", "method", "table", "worst_cells", "estimated_seconds"}
+    lines = [f"{out['verifier']} on {out['model']} {out['scheme']}: {out['verdict']}"]
+    skip = {"status", "lossless", "passed", "kind", "verdict", "verifier", "model", "scheme", "method", "table",
+            "worst_cells", "estimated_seconds", "cases", "worst", "skipped", "notes", "minimal_case"}
     if out["method"] == "exact":  # the sampling design does not apply to an exact verdict
         skip |= {"n", "alpha", "power", "tv", "tv_ceiling", "detectable_tv", "seed", "seconds"}
     for k, v in out.items():
@@ -175,12 +282,17 @@ def _check_twin(args, entry, model, scheme, kw) -> dict:
                               "reference only (drop --device)")
     r = chi2_twin(entry.name, model, scheme, against="target", device=args.device, **kw)
     status = {"pass": "lossless", "fail": "not lossless"}.get(r.status, r.status)
-    return {"status": status, "lossless": status == "lossless", "verifier": args.name, "model": r.model,
+    words = {"lossless": f"NO LOSS DETECTED (chi2, n = {r.n:,}: detects TV >= {r.detectable_tv:.2g} with power "
+                         f"{r.power:g})",
+             "not lossless": f"NOT LOSSLESS (chi2, n = {r.n:,}: p = {r.p_value:.2g} at alpha {r.alpha:g})"}.get(
+        status, f"INCONCLUSIVE (chi2, n = {r.n:,}: detects only TV >= {r.detectable_tv:.2g}, above the ceiling "
+                f"{r.tv_ceiling:g})")
+    return _honest({"status": status, "verifier": args.name, "model": r.model,
             "scheme": r.scheme, "method": "chi2 (torch twin vs target)", "device": r.device, "n": r.n,
             "cells": r.cells, "statistic": r.statistic, "dof": r.dof, "p_value": r.p_value, "alpha": r.alpha,
             "power": r.power, "detectable_tv": r.detectable_tv, "tv_ceiling": r.tv_ceiling,
             "outside_support": r.outside_support, "seed": r.seed, "table": r.table(),
-            "worst_cells": [asdict(c) for c in r.worst]}
+            "worst_cells": [asdict(c) for c in r.worst]}, "statistical", words)
 
 
 # --- bound -------------------------------------------------------------------------------------
@@ -192,7 +304,7 @@ def _cmd_bound(args):
     from specoracle.check import estimate_bound, estimate_exact
     from specoracle.drafting import parse_scheme
     from specoracle.errors import unknown_name
-    from specoracle.reports import parse_model
+    from specoracle.examples import parse_model
 
     model = parse_model(args.model)
     scheme = parse_scheme(args.scheme)
@@ -298,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="specoracle",
         description="Correctness oracle for speculative-decoding verifiers: exact and statistical "
                     "losslessness, efficiency against LP bounds, torch twins against references.",
-        epilog="Models: E1..E5, E1b, HSDTOY, random:V:seed[:divergence], ngram:V[:target:draft]. "
+        epilog="Models: E1..E5, E1b, HSDTOY, random:V:seed[:divergence], ngram:V[:target:draft], "
+               "sparse:V:seed:pattern, each optionally |T=t[side], |top_k=k[side], |top_p=p[side]. "
                "Schemes: chain(L), iid(k,L), delayed(k,trunk,branch), wor(b1,b2,...). Exit status: 0 ok, "
                "1 a check failed, 2 usage or input error, 3 internal error, 4 inconclusive.",
     )
@@ -325,9 +438,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Exact and/or chi-squared losslessness check of a registered verifier or a "
                                    "mutant. With --device, the torch twin is sampled on that device and its "
                                    "extended law (stateful twins: whole sequences) tested against the target.")
-    c.add_argument("name", help="registry name (e.g. bv, specinfer) or mutant name (e.g. bv_forward_scan)")
-    c.add_argument("--model", default=None, help="model (default: E2, or the mutant's own model)")
-    c.add_argument("--scheme", default=None, help="drafting scheme, e.g. 'iid(2,2)' (default: one it accepts)")
+    c.add_argument("name", nargs="?", default=None,
+                   help="registry name (e.g. bv), mutant name (e.g. bv_forward_scan), your verifier as "
+                        "module:function or path/to/file.py:function")
+    c.add_argument("--batched", default=None, metavar="MODULE:FN",
+                   help="your batched [B, L, V] chain function (specoracle.adapters.batched convention), "
+                        "checked by chi-squared")
+    c.add_argument("--model", default=None,
+                   help="model (default: the zero-configuration portfolio; with --device: E2)")
+    c.add_argument("--scheme", default=None,
+                   help="drafting scheme, e.g. 'iid(2,2)' (default: the portfolio's, every kind the verifier accepts)")
+    c.add_argument("--budget", dest="budget_seconds", type=float, default=None,
+                   help="time budget in seconds of the portfolio run when --model or --scheme is left out "
+                        "(default: 60)")
     c.add_argument("--method", choices=("exact", "chi2", "auto"), default=None,
                    help="exact enumeration, chi-squared on samples, or auto (default: auto)")
     c.add_argument("--device", default=None, help="sample the torch twin on this device (cpu, cuda, ...)")

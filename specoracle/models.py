@@ -31,7 +31,10 @@ __all__ = [
     "top_k",
     "top_p",
     "rationalize",
+    "sparse_model",
+    "tabulated",
     "SIDES",
+    "SPARSE_PATTERNS",
 ]
 
 Dist = Callable[[tuple], np.ndarray]
@@ -194,6 +197,71 @@ def random_model(
     )
 
 
+SPARSE_PATTERNS = ("p_zeros", "q_zeros", "both_zeros", "onehot_p", "onehot_q", "onehot_same")
+"""Zero patterns of :func:`sparse_model`, the boundary rows where verifiers divide by zero, draft
+tokens the target never takes, or must reach a token only through the residual."""
+
+
+def sparse_model(V: int, seed: int, pattern: str, *, name: str | None = None) -> ToyModel:
+    """Context-dependent random pair with zeros placed on purpose (deterministic in ``(seed, prefix)``).
+
+    ``p_u``, ``r_u ~ Dirichlet(1)`` per prefix and ``q_u = (p_u + r_u) / 2``, then by ``pattern``:
+
+    - ``p_zeros``: ``p = 0`` on ``floor(V/2)`` random tokens (q > 0 there: drafts the target never takes);
+    - ``q_zeros``: ``q = 0`` on ``floor(V/2)`` random tokens (p > 0 there: reachable only by the residual);
+    - ``both_zeros``: both, on independent random sets;
+    - ``onehot_p``: ``p`` one-hot on a random token (a greedy target), ``q`` dense;
+    - ``onehot_q``: ``q`` one-hot (every draft is the same token), ``p`` dense;
+    - ``onehot_same``: ``p == q``, both one-hot on the same token.
+
+    Each row keeps at least one positive entry and is renormalised after masking.
+
+    >>> m = sparse_model(4, 0, "q_zeros")
+    >>> int((m.q(()) == 0).sum()), int((m.p(()) == 0).sum())
+    (2, 0)
+    """
+    if pattern not in SPARSE_PATTERNS:
+        raise unknown_name("sparse pattern", pattern, SPARSE_PATTERNS)
+    V = int(V)
+    if V < 2:
+        raise InvalidInstance(f"a sparse model needs V >= 2, got V={V}")
+
+    def pair(u: tuple) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7919, len(u), *u]))
+        p, r = rng.dirichlet(np.ones(V)), rng.dirichlet(np.ones(V))
+        q = (p + r) / 2
+        zp, zq = rng.permutation(V)[: V // 2], rng.permutation(V)[: V // 2]
+        hot = int(rng.integers(V))
+        if pattern in ("p_zeros", "both_zeros"):
+            p[zp] = 0.0
+        if pattern in ("q_zeros", "both_zeros"):
+            q[zq] = 0.0
+        if pattern in ("onehot_p", "onehot_same"):
+            p = np.eye(V)[hot]
+        if pattern in ("onehot_q", "onehot_same"):
+            q = np.eye(V)[hot]
+        return p / p.sum(), q / q.sum()
+
+    return ToyModel(V, lambda u: pair(u)[0], lambda u: pair(u)[1], name=name or f"sparse:{V}:{seed}:{pattern}")
+
+
+def tabulated(V: int, p_rows: dict, q_rows: dict, *, name: str = "table") -> ToyModel:
+    """A pair given by tables ``prefix tuple -> row [V]``; a prefix not listed takes the root
+    row ``()`` (which both tables must hold). Fractions in every row give a rational model.
+
+    >>> m = tabulated(2, {(): [0.5, 0.5], (1,): [1.0, 0.0]}, {(): [0.9, 0.1]})
+    >>> m.p((1,)).tolist(), m.p((0, 0)).tolist(), m.q((1,)).tolist()
+    ([1.0, 0.0], [0.5, 0.5], [0.9, 0.1])
+    """
+    for who, rows in (("p_rows", p_rows), ("q_rows", q_rows)):
+        if () not in rows:
+            raise InvalidInstance(f"{who} must hold the root row () (the row of every prefix not listed)")
+    rational = all(isinstance(x, Fraction) for rows in (p_rows, q_rows) for row in rows.values() for x in row)
+    p = {tuple(k): v for k, v in p_rows.items()}
+    q = {tuple(k): v for k, v in q_rows.items()}
+    return ToyModel(V, lambda u: p.get(u, p[()]), lambda u: q.get(u, q[()]), rational=rational, name=name)
+
+
 def default_corpus(max_chars: int = 200_000) -> str:
     """A fixed slice of the Python standard library's own sources (deterministic)."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
@@ -232,11 +300,22 @@ def _tokenize(text: str, vocab: int | str) -> tuple[list[int], list[str]]:
 
 def _fit_ngram(ids: list[int], order: int, V: int, alpha: float) -> Callable[[tuple], np.ndarray]:
     counts: dict[tuple, np.ndarray] = defaultdict(lambda: np.zeros(V))
-    for i in range(len(ids)):
-        for n in range(order):  # all context lengths 0..order-1 for back-off
-            if i - n < 0:
-                break
-            counts[tuple(ids[i - n : i])][ids[i]] += 1
+    arr = np.asarray(ids, dtype=np.int64)
+    for n in range(order):  # all context lengths 0..order-1 for back-off
+        if len(arr) <= n:
+            break
+        # every window (context of n tokens, next token) as one base-V code, counted per distinct code
+        codes = np.zeros(len(arr) - n, dtype=np.int64)
+        for j in range(n + 1):
+            codes = codes * V + arr[j : len(arr) - n + j]
+        distinct, freq = np.unique(codes, return_counts=True)
+        for code, c in zip(distinct.tolist(), freq.tolist()):
+            row = []
+            for _ in range(n + 1):
+                code, t = divmod(code, V)
+                row.append(t)
+            row.reverse()
+            counts[tuple(row[:-1])][row[-1]] += c
 
     def law(context: tuple) -> np.ndarray:
         ctx = tuple(context[-(order - 1):]) if order > 1 else ()

@@ -93,20 +93,22 @@ def test_bound_on_random8_iid33_is_refused():
 
 def test_tiny_tv_is_refused_not_allocated(capfd):
     """``--tv 1e-7`` asked numpy for 28 PiB."""
-    code, out, _ = _main(capfd, "check", "bv", "--method", "chi2", "--tv", "1e-7", "--json")
+    code, out, _ = _main(capfd, "check", "bv", "--model", "E2", "--scheme", "chain(2)", "--method", "chi2", "--tv", "1e-7", "--json")
     err = _one_json_object(out)["error"]
     assert code == 2 and "PiB" in err["message"] and "--max-memory-gb" in err["message"]
 
 
 def test_long_chi2_states_its_expected_time(capfd):
     """``check spectr_gbv_lossless --method chi2`` designed ~308k sequences with no word on the time."""
-    code, out, _ = _main(capfd, "check", "spectr_gbv_lossless", "--method", "chi2", "--max-seconds", "5", "--json")
+    code, out, _ = _main(capfd, "check", "spectr_gbv_lossless", "--model", "E2", "--scheme", "chain(2)", "--method", "chi2",
+                         "--max-seconds", "5", "--json")
     err = _one_json_object(out)["error"]
     assert code == 2 and "307,687 samples" in err["message"] and "about" in err["message"]
 
 
 def test_long_chi2_shows_progress_on_stderr(capfd):
-    code, out, err = _main(capfd, "check", "spectr_gbv_lossless", "--method", "chi2", "--samples", "40")
+    code, out, err = _main(capfd, "check", "spectr_gbv_lossless", "--model", "E2", "--scheme", "chain(2)", "--method", "chi2",
+                            "--samples", "40")
     assert code in (0, 4) and "expected time" in err and "40 samples" in err
 
 
@@ -204,7 +206,7 @@ def test_report_out_existing_file_fails_before_any_work(capfd, tmp_path, monkeyp
 # --- item 8: vacuous passes ---------------------------------------------------------------------
 def test_one_sample_is_inconclusive_not_lossless(capfd):
     """``check bv --method chi2 --samples 1`` printed LOSSLESS with detectable TV 3.65."""
-    code, out, _ = _main(capfd, "check", "bv", "--method", "chi2", "--samples", "1", "--json")
+    code, out, _ = _main(capfd, "check", "bv", "--model", "E2", "--scheme", "chain(2)", "--method", "chi2", "--samples", "1", "--json")
     v = _one_json_object(out)
     assert code == 4 and v["status"] == "inconclusive" and v["lossless"] is False
 

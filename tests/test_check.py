@@ -275,3 +275,15 @@ def test_verdict_table_lists_every_test_of_the_family():
     v = check_lossless("naive", "E5", "chain(1)", method="chi2", projection="positions", n=400)
     assert len(v.tests) == 2 and v.table().count("cell  observed") == 2
     assert all(t.verifier == "naive" and t.seed == 0 for t in v.tests)
+
+
+def test_verdict_words_exact_and_statistical():
+    """Exact passes say LOSSLESS with their evidence; sampled passes say what TV they could see."""
+    v = check_lossless("naive", "E1", "chain(1)", method="exact")
+    assert v.kind == "exact" and v.words == f"LOSSLESS (exact, max error {v.max_error:.2g}, 1 case)"
+    w = check_lossless("naive", "E1", "chain(1)", method="chi2", n=5000, seed=2)
+    assert w.kind == "statistical" and w.lossless
+    assert w.words == f"NO LOSS DETECTED (chi2, n = 5,000: detects TV >= {w.detectable_tv:.2g} with power 0.99)"
+    assert "LOSSLESS" not in w.summary().replace("NO LOSS", "")
+    bad = check_lossless(get_mutant("bv_forward_scan").verify, "E1", "chain(2)", method="exact")
+    assert bad.words.startswith("NOT LOSSLESS (exact, max error 0.15, TV ")  # 4/27 (ALGORITHMS-2 §11 M3)

@@ -45,7 +45,7 @@ def test_check_exits_nonzero_on_every_mutant(capsys, mutant):
 
 @pytest.mark.parametrize("name", [m.name for m in mutants.true_negatives()])
 def test_check_passes_true_negatives(capsys, name):
-    code, out, _ = run(capsys, "check", name, "--method", "exact", "--json")
+    code, out, _ = run(capsys, "check", name, "--method", "exact", "--budget", "10", "--json")
     assert code == 0 and json.loads(out)["lossless"] is True
 
 
@@ -98,7 +98,8 @@ def test_check_twin_on_device(capsys):
                        "--samples", "3000", "--json")
     v = json.loads(out)
     assert v["n"] == 3000 and v["outside_support"] == 0 and 0 <= v["p_value"] <= 1
-    assert code == {"lossless": 0, "not lossless": 1, "inconclusive": 4}[v["status"]]
+    assert code == {"no loss detected": 0, "not lossless": 1, "inconclusive": 4}[v["status"]]
+    assert v["kind"] == "statistical" and v["lossless"] is False  # never lossless from sampling
 
 
 def test_check_stateful_twin_on_device_judges_whole_sequences(capsys):
@@ -110,7 +111,8 @@ def test_check_stateful_twin_on_device_judges_whole_sequences(capsys):
     assert code == 1 and not v["lossless"] and v["scheme"] == "iid(2,2), sequences of 5"
     code, out, _ = run(capsys, "check", "spectr_gbv_lossless", *args)
     v = json.loads(out)
-    assert code == 0 and v["lossless"] and v["outside_support"] == 0
+    assert code == 0 and v["passed"] and v["status"] == "no loss detected" and v["outside_support"] == 0
+    assert v["verdict"].startswith("NO LOSS DETECTED (chi2, n = 20,000: detects TV >= ")
 
 
 def test_bound_json_universal_equals_bv_on_a_chain(capsys):
@@ -231,4 +233,108 @@ def test_default_scheme_is_one_the_verifier_accepts():
                          ids=["fail-1", "pass-0", "inconclusive-4"])
 def test_exit_status_per_verdict(capsys, argv, code):
     got, out, _ = run(capsys, *argv)
-    assert got == code and {0: "LOSSLESS", 1: "NOT LOSSLESS", 4: "INCONCLUSIVE"}[code] in out
+    assert got == code and {0: "LOSSLESS (exact", 1: "NOT LOSSLESS", 4: "INCONCLUSIVE (chi2"}[code] in out
+
+
+def test_exact_pass_says_lossless_with_its_evidence(capsys):
+    code, out, _ = run(capsys, "check", "naive", "--model", "E1", "--scheme", "chain(2)", "--method", "exact", "--json")
+    v = json.loads(out)
+    assert code == 0 and v["kind"] == "exact" and v["status"] == "lossless" and v["lossless"] is True
+    assert v["verdict"] == f"LOSSLESS (exact, max error {v['max_error']:.2g}, 1 case)"
+    code, text, _ = run(capsys, "check", "naive", "--model", "E1", "--scheme", "chain(2)", "--method", "exact")
+    assert "LOSSLESS (exact, max error" in text.splitlines()[0]
+
+
+def test_chi2_pass_never_says_lossless(capsys):
+    """A sampled pass bounds the TV it could see; it is not a proof (issue 14.3)."""
+    code, out, _ = run(capsys, "check", "naive", "--model", "E1", "--scheme", "chain(1)", "--method", "chi2",
+                       "--samples", "20000", "--json")
+    v = json.loads(out)
+    assert code == 0 and v["kind"] == "statistical" and v["status"] == "no loss detected"
+    assert v["passed"] is True and v["lossless"] is False
+    assert v["verdict"] == (f"NO LOSS DETECTED (chi2, n = 20,000: detects TV >= {v['detectable_tv']:.2g} "
+                            f"with power 0.99)")
+    code, text, _ = run(capsys, "check", "naive", "--model", "E1", "--scheme", "chain(1)", "--method", "chi2",
+                        "--samples", "20000")
+    assert code == 0 and "NO LOSS DETECTED" in text and "LOSSLESS" not in text
+
+
+# --- your verifier from the command line (issue 14.5) --------------------------------------------
+USER_MODULE = """
+from specoracle import mutants
+from specoracle.reference.chain import naive
+
+
+def my_verifier(instance, rng):
+    return naive(instance, rng)
+
+
+my_verifier.schemes = {"chain"}
+buggy = mutants.get("bv_cumprod").verify
+"""
+
+BATCHED_MODULE = """
+from specoracle.adapters.batched import reference_chain_sampling as good
+from specoracle.adapters.batched import residual_next_row_chain_sampling as bad
+"""
+
+
+@pytest.fixture
+def user_dir(tmp_path, monkeypatch):
+    (tmp_path / "userverifiers.py").write_text(USER_MODULE)
+    (tmp_path / "userbatched.py").write_text(BATCHED_MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_check_module_function_runs_the_portfolio(capsys, user_dir):
+    code, out, _ = run(capsys, "check", "userverifiers:my_verifier", "--budget", "3", "--json")
+    v = json.loads(out)
+    assert code == 0 and v["kind"] == "exact" and v["lossless"] is True and v["verifier"] == "userverifiers:my_verifier"
+    assert len(v["cases"]) >= 5 and all(c["scheme"].startswith("chain") for c in v["cases"])
+    assert v["verdict"] == f"LOSSLESS (exact, max error {v['max_error']:.2g}, {len(v['cases'])} cases)"
+
+
+def test_check_file_function_flags_a_bug_with_a_minimal_case(capsys, user_dir):
+    code, out, _ = run(capsys, "check", str(user_dir / "userverifiers.py") + ":buggy", "--budget", "20")
+    assert code == 1 and out.startswith("bv_cumprod: NOT LOSSLESS (exact")
+    assert "minimal failing case" in out and "def test_bv_cumprod_minimal_case" in out
+
+
+def test_check_module_function_on_one_case(capsys, user_dir):
+    code, out, _ = run(capsys, "check", "userverifiers:buggy", "--model", "E1", "--scheme", "chain(2)",
+                       "--method", "exact", "--json")
+    v = json.loads(out)
+    assert code == 1 and v["cases"] == [] and abs(v["max_error"] - 0.048) < 1e-3  # bv_cumprod on E1, L = 2
+
+
+@pytest.mark.parametrize("spec,fragment", [("userverifiers:nope", "nope"), ("no_such_module:f", "no_such_module"),
+                                           ("missing/file.py:f", "no file"), ("userverifiers:", "expected")])
+def test_check_bad_user_target_is_a_usage_error(capsys, user_dir, spec, fragment):
+    code, out, _ = run(capsys, "check", spec, "--json")
+    err = json.loads(out)["error"]
+    assert code == 2 and fragment in err["message"]
+
+
+def test_check_needs_exactly_one_target(capsys, user_dir):
+    assert run(capsys, "check", "--json")[0] == 2
+    assert run(capsys, "check", "bv", "--batched", "userbatched:good", "--json")[0] == 2
+
+
+@pytest.mark.parametrize("fn,code", [("bad", 1), ("good", 0)])
+def test_check_batched_function(capsys, user_dir, fn, code):
+    """A [B, L, V] function through BatchedVerifier: chi-squared only, so a pass is NO LOSS DETECTED."""
+    got, out, _ = run(capsys, "check", "--batched", f"userbatched:{fn}", "--model", "E3", "--scheme", "chain(2)",
+                      "--samples", "20000", "--json")
+    v = json.loads(out)
+    assert got == code and v["kind"] == "statistical" and v["lossless"] is False
+    assert v["status"] == {0: "no loss detected", 1: "not lossless"}[code]
+
+
+def test_api_accepts_every_cli_model_string():
+    from specoracle.check import check_lossless
+
+    for text in ("E5", "random:4:3:0.001", "ngram:3", "sparse:3:1:q_zeros", "E5|T=0.5[draft]|top_k=3"):
+        v = check_lossless("naive", text, "chain(1)", method="exact")
+        assert v.lossless and v.model == parse_model(text).name
