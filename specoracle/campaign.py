@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import stats
-from .execution import Executor, get_executor
+from .execution import Executor, executor_spec, get_executor
 
-__all__ = ["SHARD_SIZE", "Shard", "shard_plan", "ShardTables", "CampaignTables", "Campaign", "count_shard", "run_campaign"]
+__all__ = ["SHARD_SIZE", "Shard", "shard_plan", "ShardTables", "CampaignTables", "Campaign", "check_campaign", "count_shard", "run_campaign"]
 
 SHARD_SIZE = 100_000
 """Default samples per shard: a few seconds of work, a few MiB of rows, few enough shards for
@@ -124,6 +124,15 @@ class CampaignTables:
     @property
     def samples_per_second(self) -> float:
         return self.n / self.seconds if self.seconds > 0 else math.inf
+
+
+def check_campaign(executor, shard_size) -> None:
+    """Refuse a bad executor name or shard size (InvalidArgument, UnknownName) without starting
+    anything (what :func:`specoracle.check.check_lossless` does before its work)."""
+    if not isinstance(executor, Executor):
+        executor_spec(executor)
+    if shard_size is not None:
+        stats.check_count("shard_size", shard_size)
 
 
 class Campaign:

@@ -647,6 +647,10 @@ def check_lossless(
         n = stats.check_count("n", n)
     if context_order is not None:
         context_order = stats.check_count("context_order", context_order, 0)
+    if executor is not None or shard_size is not None:  # checked before any work, started only to sample
+        from .campaign import check_campaign
+
+        check_campaign(executor, shard_size)
     model, scheme, verifier = _model(model), _scheme(scheme), _coerce(verifier)
     design = dict(alpha=alpha, power=power, tv=tv, tv_ceiling=tv_ceiling)
     if _is_sampler(verifier):

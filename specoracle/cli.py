@@ -10,7 +10,8 @@ passed, so the library's default applies:
   :func:`specoracle.check.check_lossless` (exact engine, chi-squared on samples), or, with
   ``--device``, :func:`specoracle.gpu.checks.chi2_twin` against the target law (the torch twin
   sampled on that device; stateful twins: whole sequences). ``NAME`` is a registry name or a
-  mutant name (:mod:`specoracle.mutants`);
+  mutant name (:mod:`specoracle.mutants`). ``--cluster ray`` (or ``ray://HOST:PORT``, ``local``,
+  ``local:N``) draws the chi-squared samples in shards there (:mod:`specoracle.campaign`);
 - ``specoracle bound --model E2 --scheme "iid(2,2)"``: the LP bounds of :mod:`specoracle.lp` next
   to the exact block efficiency of every registered verifier that accepts the scheme;
 - ``specoracle bench``: :func:`specoracle.gpu.bench` (torch vs reference vs roofline);
@@ -136,11 +137,14 @@ def _cmd_check(args):
     scheme = parse_scheme(args.scheme or dscheme)
     design = ("alpha", "tv", "power", "seed", "n", "tv_ceiling", "max_memory_gb")
     if args.device is not None:
+        if args.executor is not None:
+            raise SpecoracleError("--cluster samples the reference verifier in shards; --device samples the torch "
+                                  "twin on one device (drop one of them)")
         out = _check_twin(args, entry, model, scheme, _kwargs(args, design))
     else:
         from specoracle.check import check_lossless
 
-        kw = _kwargs(args, (*design, "method", "max_seconds"))
+        kw = _kwargs(args, (*design, "method", "max_seconds", "executor"))
         v = check_lossless(verifier, model, scheme, progress=not args.no_progress, **kw)
         out = {k: getattr(v, k) for k in v.__dataclass_fields__ if k not in ("tests", "worst_cells")}
         out["verifier"], out["lossless"], out["table"] = args.name, v.lossless, v.table()
@@ -274,7 +278,13 @@ def _int_at_least(lo: int):
         try:
             v = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+            try:  # 1e8: an integer written in scientific notation
+                f = float(text)
+            except ValueError:
+                f = math.nan
+            if not (math.isfinite(f) and f.is_integer()):
+                raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+            v = int(f)
         if v < lo:
             raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
         return v
@@ -339,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tv-ceiling", type=float, default=None,
                    help="a test that cannot see this TV is inconclusive, exit 4 (default: 0.1)")
     c.add_argument("--seed", **seed)
+    c.add_argument("--cluster", dest="executor", default=None,
+                   help="draw the chi-squared samples in shards on: local, local:N (worker processes), ray (the "
+                        "running Ray cluster, else a local one) or ray://HOST:PORT (specoracle.campaign)")
     _budget_flags(c)
     c.add_argument("--no-progress", action="store_true", help="no expected time or progress bar on stderr")
     c.add_argument("--verbose", action="store_true", help="also print the pooled chi-squared table")

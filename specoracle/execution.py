@@ -28,7 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from .errors import InvalidArgument, SpecoracleError, unknown_name
 
-__all__ = ["Executor", "LocalExecutor", "RayExecutor", "TaskFailed", "EXECUTORS", "get_executor", "available_cpus"]
+__all__ = ["Executor", "LocalExecutor", "RayExecutor", "TaskFailed", "EXECUTORS", "executor_spec", "get_executor", "available_cpus"]
 
 
 class TaskFailed(SpecoracleError):
@@ -234,6 +234,36 @@ EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor, "ray": RayExecut
 """Backends by name (:func:`get_executor`)."""
 
 
+def executor_spec(spec) -> tuple[type[Executor], dict]:
+    """The backend class and its arguments named by ``spec`` (see :func:`get_executor`), checked
+    without starting anything.
+
+    >>> executor_spec("local:4")
+    (<class 'specoracle.execution.LocalExecutor'>, {'workers': 4})
+    """
+    if spec is None:
+        return LocalExecutor, {}
+    if not isinstance(spec, str):
+        raise InvalidArgument(f"executor must be a name like 'local', 'local:4', 'ray' or 'ray://HOST:PORT', or an "
+                              f"Executor, got {type(spec).__name__}")
+    if spec.startswith("ray://"):
+        return RayExecutor, {"address": spec}
+    name, _, arg = spec.partition(":")
+    if name not in EXECUTORS:
+        raise unknown_name("executor", name, [*EXECUTORS, "ray://HOST:PORT"])
+    if name == "local" and arg:
+        try:
+            workers = int(arg)
+        except ValueError:
+            raise InvalidArgument(f"'local:N' needs an integer number of workers, got {spec!r}") from None
+        if workers < 1:
+            raise InvalidArgument(f"'local:N' needs N >= 1 workers, got {spec!r}")
+        return LocalExecutor, {"workers": workers}
+    if arg:
+        raise InvalidArgument(f"executor {spec!r}: give 'local', 'local:N', 'ray' or 'ray://HOST:PORT'")
+    return EXECUTORS[name], {}
+
+
 def get_executor(spec=None) -> Executor:
     """An :class:`Executor` from a name: ``None`` or ``"local"`` (all CPUs), ``"local:N"`` (``N``
     worker processes), ``"ray"`` (``ray.init()``: the running cluster, else a local one),
@@ -242,23 +272,7 @@ def get_executor(spec=None) -> Executor:
     >>> get_executor("local:1").workers
     1
     """
-    if spec is None:
-        return LocalExecutor()
     if isinstance(spec, Executor):
         return spec
-    if not isinstance(spec, str):
-        raise InvalidArgument(f"executor must be a name like 'local', 'local:4', 'ray' or 'ray://HOST:PORT', or an "
-                              f"Executor, got {type(spec).__name__}")
-    if spec.startswith("ray://"):
-        return RayExecutor(address=spec)
-    name, _, arg = spec.partition(":")
-    if name not in EXECUTORS:
-        raise unknown_name("executor", name, [*EXECUTORS, "ray://HOST:PORT"])
-    if name == "local" and arg:
-        try:
-            return LocalExecutor(int(arg))
-        except ValueError:
-            raise InvalidArgument(f"'local:N' needs an integer number of workers, got {spec!r}") from None
-    if arg:
-        raise InvalidArgument(f"executor {spec!r}: give 'ray' or 'ray://HOST:PORT'")
-    return EXECUTORS[name]()
+    cls, kwargs = executor_spec(spec)
+    return cls(**kwargs)
