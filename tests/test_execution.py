@@ -138,3 +138,38 @@ def test_portfolio_on_ray_equals_one_process(ray_cluster):
         assert (r.status, r.statistic, r.p_value, r.n) == (want.status, want.statistic, want.p_value, want.n)
     assert [r.status for r in got] == ["lossless", "lossless", "lossless", "not lossless"]
     assert registry.get("bv").name == got[0].verifier
+
+
+def fake_section(ctx):
+    """A report section whose figure is drawn by a closure (not picklable: it must come back as bytes)."""
+    from specoracle.reports.document import Figure, Section
+
+    png = f"seed {ctx.cfg.seed}".encode()
+
+    def draw(path):
+        with open(path, "wb") as f:
+            f.write(png)
+
+    return Section("fake", 1, "Fake", "ok", f"seed {ctx.cfg.seed}", figures=(Figure("fake.png", "a figure", draw),))
+
+
+def broken_section(ctx):
+    raise RuntimeError("section bug")
+
+
+def test_report_sections_fan_out(monkeypatch, tmp_path):
+    from specoracle import reports
+    from specoracle.fanout import PngFigure, run_sections
+    from specoracle.reports import sections
+
+    monkeypatch.setattr(sections, "SECTIONS", ((1, "fake", "Fake", fake_section), (2, "broken", "Broken", broken_section)))
+    cfg = reports.quick(progress=False, seed=7)
+    got = run_sections(cfg, executor="local:2")  # forked workers see the patched table
+    assert [(s.key, s.status, s.summary) for s in got[:1]] == [("fake", "ok", "seed 7")]
+    # a section that raises is an error section, as build_report makes it, not a lost run
+    assert got[1].status == "error" and "RuntimeError: section bug" in got[1].summary
+    fig = got[0].figures[0]
+    assert isinstance(fig.draw, PngFigure)
+    fig.draw(str(tmp_path / fig.filename))
+    assert (tmp_path / "fake.png").read_bytes() == b"seed 7"
+    assert [s.key for s in run_sections(cfg, only=("broken",), executor="local:1")] == ["broken"]
