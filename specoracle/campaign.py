@@ -29,7 +29,7 @@ import numpy as np
 from . import stats
 from .execution import Executor, executor_spec, get_executor
 
-__all__ = ["SHARD_SIZE", "Shard", "shard_plan", "ShardTables", "CampaignTables", "Campaign", "check_campaign", "count_shard", "run_campaign"]
+__all__ = ["SHARD_SIZE", "Shard", "shard_plan", "Case", "ShardTables", "CampaignTables", "Campaign", "check_campaign", "count_shard", "run_campaign"]
 
 SHARD_SIZE = 100_000
 """Default samples per shard: a few seconds of work, a few MiB of rows, few enough shards for
