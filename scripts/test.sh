@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
-exec .venv/bin/python -m pytest -m "not slow" -n "${SPECORACLE_TEST_WORKERS:-auto}" -q "$@"
+# --dist loadgroup: the tests marked xdist_group("ray") share one worker, hence one local Ray cluster
+exec .venv/bin/python -m pytest -m "not slow" -n "${SPECORACLE_TEST_WORKERS:-auto}" --dist loadgroup -q "$@"

@@ -341,6 +341,8 @@ class Verdict:
     notes : what the portfolio did not check and why (a tree kind the verifier refused).
     minimal_case : for a failure, test code reproducing the smallest failing case found
         (:func:`specoracle.portfolio.shrink`), else empty.
+    shards, workers, samples_per_second : how a sharded campaign sampled (``executor`` given;
+        :mod:`specoracle.campaign`), None otherwise.
     """
 
     status: str
@@ -371,6 +373,9 @@ class Verdict:
     skipped: tuple = ()
     notes: tuple = ()
     minimal_case: str = ""
+    shards: int | None = None
+    workers: int | None = None
+    samples_per_second: float | None = None
 
     @property
     def lossless(self) -> bool:
@@ -726,6 +731,8 @@ def check_lossless(
     context_order: int | None = None,
     min_expected: float = 5.0,
     progress: bool = False,
+    executor=None,
+    shard_size: int | None = None,
 ) -> Verdict:
     """Is ``verifier`` lossless on ``model`` with drafts from ``scheme``? (see the module docstring)
 
@@ -766,6 +773,10 @@ def check_lossless(
     context_order : n-gram context length for the ``positions`` marginals (see
         :func:`specoracle.stats.position_marginals`).
     progress : show the expected time and a progress bar on stderr while sampling.
+    executor, shard_size : sample the chi-squared test's rows in shards on this executor
+        (``"local"``, ``"local:N"``, ``"ray"``, ``"ray://HOST:PORT"`` or an
+        :class:`~specoracle.execution.Executor`), ``shard_size`` samples each
+        (:mod:`specoracle.campaign`); None samples in this process.
 
     Returns
     -------
@@ -794,6 +805,10 @@ def check_lossless(
         n = stats.check_count("n", n)
     if context_order is not None:
         context_order = stats.check_count("context_order", context_order, 0)
+    if executor is not None or shard_size is not None:  # checked before any work, started only to sample
+        from .campaign import check_campaign
+
+        check_campaign(executor, shard_size)
     if model is None or scheme is None:  # zero configuration: the portfolio
         from . import portfolio
 
@@ -823,7 +838,7 @@ def check_lossless(
             v = _exact(verifier, model, scheme, tol, stateful, name, design)
             return _timed(v, t_start, est.seconds)
     return _chi2(verifier, model, scheme, name, stateful, n, seed, projection, max_cells, context_order,
-                 min_expected, design, budget, progress, t_start)
+                 min_expected, design, budget, progress, t_start, executor, shard_size)
 
 
 def _timed(v: Verdict, t_start: float, estimated: float) -> Verdict:
@@ -833,8 +848,13 @@ def _timed(v: Verdict, t_start: float, estimated: float) -> Verdict:
 
 
 def _chi2(verifier, model, scheme, name, stateful, n, seed, projection, max_cells, context_order, min_expected,
-          design, budget, progress, t_start) -> Verdict:
+          design, budget, progress, t_start, executor=None, shard_size=None) -> Verdict:
     alpha, power, tv = design["alpha"], design["power"], design["tv"]
+    run = None
+    if executor is not None:
+        from .campaign import Campaign
+
+        run = Campaign(executor, shard_size)
     length = judged_length(scheme, stateful)
     V = model.V
     projection = _projection(projection, V, length, max_cells, context_order)
@@ -843,53 +863,60 @@ def _chi2(verifier, model, scheme, name, stateful, n, seed, projection, max_cell
                  stats.marginal_prefixes(V, length) * _row_seconds(model, length),
                  3 * 8 * _pow(V, length) / 2**30, "use projection 'positions' or 'first_token'").require(**budget)
         laws = [np.asarray(model.target_law(length), float)]
-        rows_needed = length
+        rows_needed, columns = length, [slice(None)]
     elif projection == "first_token":
         laws = [np.asarray(model.p(()), float)]
-        rows_needed = 1
+        rows_needed, columns = 1, [0]
     else:
         prefixes = stats.marginal_prefixes(V, length, context_order)
         Estimate(f"the marginals of {length} positions ({prefixes:.3g} prefixes at V={V})",
                  prefixes * _row_seconds(model, length), prefixes * (8 * V + 200) / 2**30,
                  "use projection 'first_token', or give context_order for an n-gram model").require(**budget)
         laws = list(stats.position_marginals(model, length, context_order=context_order, max_prefixes=math.inf))
-        rows_needed = length
+        rows_needed, columns = length, list(range(length))
     a_each = alpha / len(laws)  # design at the Bonferroni level; Holm is at least as powerful
     cells = max(2, max(int((e > 0).sum()) for e in laws))
     if n is None:
         n = stats.sample_size(tv, cells=cells, alpha=a_each, power=power)
     # before timing a single row: every sample drafts up to `draws` tokens (one q row each) and holds
-    # its rows; a tree of N nodes holds [N, V] laws
+    # its rows (a campaign: one shard's rows per worker); a tree of N nodes holds [N, V] laws
     nodes = _tree_nodes(scheme, V)
-    mem = (n * (rows_needed + scheme.depth + 1) * 8 * 4 + nodes * V * 8 * 4) / 2**30
+    held, workers = (n, 1) if run is None else (min(n, run.shard_size), run.workers)
+    mem = (held * (rows_needed + scheme.depth + 1) * 8 * 4 + nodes * V * 8 * 4) / 2**30
     Estimate(f"chi2: {n:,} samples of {name} (trees of up to {nodes:,} nodes)",
-             n * nodes * (SECONDS_PER_ROW[0] + SECONDS_PER_ROW[1] * V), mem,
+             n * nodes * (SECONDS_PER_ROW[0] + SECONDS_PER_ROW[1] * V) / workers, mem,
              "raise tv, lower power, or give fewer samples (n, --samples)").require(**budget)
     sampler = _Sampler(verifier, model, scheme, rows_needed, enum_limit=5000)
     per_row = sampler.seconds_per_row(n, seed)
-    est = Estimate(f"chi2: {n:,} samples of {name} at {per_row * 1e3:.3g} ms each", n * per_row, mem,
+    on = "" if run is None else f" on {workers} {run.executor.name} workers"
+    est = Estimate(f"chi2: {n:,} samples of {name} at {per_row * 1e3:.3g} ms each{on}", n * per_row / workers, mem,
                    "raise tv, lower power, or give fewer samples (n, --samples)").require(**budget)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        print(f"specoracle: {name} on {model.name} {scheme.name}: {n:,} samples, expected time "
+        print(f"specoracle: {name} on {model.name} {scheme.name}: {n:,} samples{on}, expected time "
               f"{_duration(est.seconds)}", file=sys.stderr, flush=True)
-        bar = tqdm(total=n, desc=f"{name} chi2", file=sys.stderr, leave=False, delay=1.0, dynamic_ncols=True)
-    try:
-        seq, mean_block = sampler.draw(n, seed, bar)
-    finally:
-        if bar is not None:
-            bar.close()
+    if run is None:
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc=f"{name} chi2", file=sys.stderr, leave=False, delay=1.0, dynamic_ncols=True)
+        try:
+            seq, mean_block = sampler.draw(n, seed, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+    else:
+        tables = run.tables(verifier, model, scheme, laws, columns, length=rows_needed, n=n, seed=seed, name=name,
+                            progress=progress)
+        mean_block = tables.mean_block
     results = []
     for j, law in enumerate(laws):
-        if projection == "full":
-            res = stats.chi2_rows(seq, law, alpha=a_each, power=power, min_expected=min_expected,
-                                  tv_ceiling=design["tv_ceiling"])
-        else:
-            col = seq[:, 0] if projection == "first_token" else seq[:, j]
-            res = stats.chi2_rows(col, law, alpha=a_each, power=power, min_expected=min_expected,
-                                  tv_ceiling=design["tv_ceiling"], cell_label=lambda c, j=j: f"x{j + 1}={c[0]}")
+        test = dict(alpha=a_each, power=power, min_expected=min_expected, tv_ceiling=design["tv_ceiling"],
+                    cell_label=str if projection == "full" else (lambda c, j=j: f"x{j + 1}={c[0]}"))
+        if run is None:
+            res = stats.chi2_rows(seq[:, columns[j]], law, **test)
+        else:  # the same test on the campaign's merged count table
+            res = stats.chi2_table(tables.counts[j], law, **test)
         results.append(res.labelled(verifier=name, model=model.name, scheme=scheme.name, seed=seed))
     h = stats.holm([r.p_value for r in results], alpha)
     k = int(np.argmin(h.adjusted))
@@ -901,5 +928,7 @@ def _chi2(verifier, model, scheme, name, stateful, n, seed, projection, max_cell
         detectable_tv=dtv, block_efficiency=float(mean_block), statistic=results[k].statistic, dof=results[k].dof,
         p_value=float(h.adjusted[k]), projection=projection, worst_cells=tuple(worst), seed=seed,
         tests=tuple(results), **design,
+        **({} if run is None else dict(shards=tables.shards, workers=tables.workers,
+                                       samples_per_second=tables.samples_per_second)),
     )
     return _timed(v, t_start, est.seconds)

@@ -15,7 +15,8 @@ passed, so the library's default applies:
   as ``my_module:my_verifier`` or ``path/to/file.py:my_verifier`` (:func:`load_object`: a
   ``verify(instance, rng)`` callable, optionally with ``fn.schemes``, a registry ``Entry``, a
   ``Mutant``, or a block sampler); ``--batched my_module:fn`` wraps a ``[B, L, V]`` function in
-  :class:`specoracle.adapters.batched.BatchedVerifier`;
+  :class:`specoracle.adapters.batched.BatchedVerifier`. ``--cluster ray`` (or ``ray://HOST:PORT``,
+  ``local``, ``local:N``) draws the chi-squared samples in shards there (:mod:`specoracle.campaign`);
 - ``specoracle bound --model E2 --scheme "iid(2,2)"``: the LP bounds of :mod:`specoracle.lp` next
   to the exact block efficiency of every registered verifier that accepts the scheme;
 - ``specoracle bench``: :func:`specoracle.gpu.bench` (torch vs reference vs roofline);
@@ -231,6 +232,9 @@ def _cmd_check(args):
         verifier, dmodel, dscheme, entry = _resolve_target(args.name)
     design = ("alpha", "tv", "power", "seed", "n", "tv_ceiling", "max_memory_gb")
     if args.device is not None:
+        if args.executor is not None:
+            raise SpecoracleError("--cluster samples the reference verifier in shards; --device samples the torch "
+                                  "twin on one device (drop one of them)")
         model, scheme = parse_model(args.model or dmodel), parse_scheme(args.scheme or dscheme)
         out = _check_twin(args, entry, model, scheme, _kwargs(args, design))
         text = None
@@ -239,7 +243,7 @@ def _cmd_check(args):
 
         model = parse_model(args.model) if args.model else None
         scheme = parse_scheme(args.scheme) if args.scheme else None
-        kw = _kwargs(args, (*design, "method", "max_seconds"))
+        kw = _kwargs(args, (*design, "method", "max_seconds", "executor"))
         if model is None or scheme is None:
             kw.update(_kwargs(args, ("budget_seconds",)))
         elif entry is None and hasattr(verifier, "verify") and not callable(verifier):
@@ -386,7 +390,13 @@ def _int_at_least(lo: int):
         try:
             v = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+            try:  # 1e8: an integer written in scientific notation
+                f = float(text)
+            except ValueError:
+                f = math.nan
+            if not (math.isfinite(f) and f.is_integer()):
+                raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+            v = int(f)
         if v < lo:
             raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
         return v
@@ -462,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tv-ceiling", type=float, default=None,
                    help="a test that cannot see this TV is inconclusive, exit 4 (default: 0.1)")
     c.add_argument("--seed", **seed)
+    c.add_argument("--cluster", dest="executor", default=None,
+                   help="draw the chi-squared samples in shards on: local, local:N (worker processes), ray (the "
+                        "running Ray cluster, else a local one) or ray://HOST:PORT (specoracle.campaign)")
     _budget_flags(c)
     c.add_argument("--no-progress", action="store_true", help="no expected time or progress bar on stderr")
     c.add_argument("--verbose", action="store_true", help="also print the pooled chi-squared table")

@@ -7,7 +7,8 @@ Every sampled check of specoracle (:func:`specoracle.check.check_lossless`, the 
   the EXACT expected law (plus one cell for anything outside it), pooled deterministically from
   the expected law only (never from observed counts): cells sorted by expected probability, the
   smallest merged until every pooled cell expects at least ``min_expected`` counts.
-  :func:`chi2_gof` is the same Pearson test on counts already binned.
+  :func:`chi2_gof` is the same Pearson test on counts already binned; :func:`chi2_table` is
+  :func:`chi2_rows` on a :func:`count_rows` table (tables of disjoint samples add up).
 - :class:`Chi2Result`: the one result type (``verifier``, ``n``, ``statistic``, ``p_value``,
   ``detectable_tv``, ...), with a :attr:`~Chi2Result.status` among :data:`STATUSES`: a test that
   does not reject but could only see a TV above ``tv_ceiling`` is ``inconclusive``, never a pass.
@@ -46,6 +47,9 @@ __all__ = [
     "Chi2Result",
     "chi2_gof",
     "chi2_rows",
+    "chi2_table",
+    "count_rows",
+    "law_cells",
     "pool_cells",
     "pooled",
     "noncentrality",
@@ -262,11 +266,15 @@ def chi2_gof(counts, expected_probs, *, alpha: float = 0.01, power: float = 0.99
     return Chi2Result(stat, dof, float(sst.chi2.sf(stat, dof)), observed=obs, expected=exp, **common)
 
 
-def _support(law) -> tuple[list[tuple], np.ndarray]:
+def law_cells(law) -> tuple[list[tuple], np.ndarray]:
     """Cells of an exact law: the token tuples of positive probability and their probabilities.
 
     ``law`` is ``{tokens tuple: probability}`` (cells ordered by length, then tokens) or a dense
-    array ``[V] * M`` (C order)."""
+    array ``[V] * M`` (C order).
+
+    >>> law_cells({(1,): 0.5, (0, 1): 0.5, (2,): 0.0})
+    ([(1,), (0, 1)], array([0.5, 0.5]))
+    """
     if isinstance(law, dict):
         cells = sorted((tuple(int(t) for t in k) for k, v in law.items() if float(v) > 0), key=lambda b: (len(b), b))
         probs = np.array([float(law[c]) for c in cells]) if cells else np.zeros(0)
@@ -278,6 +286,32 @@ def _support(law) -> tuple[list[tuple], np.ndarray]:
     if not np.all(np.isfinite(probs)) or abs(float(probs.sum()) - 1.0) > 1e-6:
         raise InvalidArgument(f"the expected law must be finite and sum to 1, got total {float(probs.sum())!r}")
     return cells, probs / probs.sum()
+
+
+def count_rows(rows, cells: list[tuple]) -> np.ndarray:
+    """The count table of token sequences on the cells of :func:`law_cells`, shape ``[C + 1]``:
+    ``counts[i]`` rows equal to ``cells[i]`` (``-1`` padding dropped), ``counts[C]`` rows outside.
+
+    ``rows`` : int array [n, M] (or [n]). Tables of disjoint samples add up to the table of their
+    union (what a sharded campaign merges, :mod:`specoracle.campaign`).
+
+    >>> count_rows([[0, 1], [0, -1], [0, 1], [2, 2]], [(0,), (0, 1)]).tolist()
+    [1, 2, 1]
+    """
+    r = np.asarray(rows)
+    if r.size and not np.issubdtype(r.dtype, np.integer):
+        raise InvalidArgument(f"rows must hold integer token ids, got dtype {r.dtype}")
+    r = r.astype(np.int64)
+    if r.ndim == 1:
+        r = r[:, None]
+    if r.ndim != 2 or r.shape[0] < 1:
+        raise InvalidArgument(f"rows must have shape [n, M] with n >= 1, got {np.shape(rows)}")
+    index = {c: i for i, c in enumerate(cells)}
+    counts = np.zeros(len(cells) + 1, dtype=np.int64)
+    uniq, mult = np.unique(r, axis=0, return_counts=True)
+    for row, m in zip(uniq, mult):
+        counts[index.get(tuple(int(t) for t in row if t >= 0), len(cells))] += m
+    return counts
 
 
 def chi2_rows(rows, law, *, alpha: float = 0.01, power: float = 0.99, min_expected: float = 5.0,
@@ -296,26 +330,31 @@ def chi2_rows(rows, law, *, alpha: float = 0.01, power: float = 0.99, min_expect
 
     Returns
     -------
-    Chi2Result with ``outside_support`` and the five ``worst`` cells (unpooled).
+    Chi2Result with ``outside_support`` and the five ``worst`` cells (unpooled): the test of
+    :func:`chi2_table` on the rows' :func:`count_rows` table.
 
     >>> r = chi2_rows([[0, 1], [0, -1], [0, 1], [1, 1]], {(0,): 0.25, (0, 1): 0.5, (1, 1): 0.25})
     >>> r.n, r.outside_support, r.p_value
     (4, 0, 1.0)
     """
-    r = np.asarray(rows)
-    if r.size and not np.issubdtype(r.dtype, np.integer):
-        raise InvalidArgument(f"rows must hold integer token ids, got dtype {r.dtype}")
-    r = r.astype(np.int64)
-    if r.ndim == 1:
-        r = r[:, None]
-    if r.ndim != 2 or r.shape[0] < 1:
-        raise InvalidArgument(f"rows must have shape [n, M] with n >= 1, got {np.shape(rows)}")
-    cells, probs = _support(law)
-    index = {c: i for i, c in enumerate(cells)}
-    counts = np.zeros(len(cells) + 1)
-    uniq, mult = np.unique(r, axis=0, return_counts=True)
-    for row, m in zip(uniq, mult):
-        counts[index.get(tuple(int(t) for t in row if t >= 0), len(cells))] += m
+    cells, _ = law_cells(law)
+    return chi2_table(count_rows(rows, cells), law, alpha=alpha, power=power, min_expected=min_expected,
+                      tv_ceiling=tv_ceiling, cell_label=cell_label)
+
+
+def chi2_table(counts, law, *, alpha: float = 0.01, power: float = 0.99, min_expected: float = 5.0,
+               tv_ceiling: float = TV_CEILING, cell_label=str) -> Chi2Result:
+    """The test of :func:`chi2_rows` on a count table already made by :func:`count_rows` (e.g. the
+    sum of the tables of a campaign's shards): ``counts [C + 1]`` on ``law``'s cells, then outside.
+
+    >>> chi2_table([1, 2, 1, 0], {(0,): 0.25, (0, 1): 0.5, (1, 1): 0.25}).p_value
+    1.0
+    """
+    cells, probs = law_cells(law)
+    counts = np.asarray(counts, dtype=np.float64).reshape(-1)
+    if counts.shape != (len(cells) + 1,):
+        raise InvalidArgument(f"counts must have one entry per cell of the law plus one outside, "
+                              f"{len(cells) + 1}, got shape {counts.shape}")
     expected = np.append(probs, 0.0)
     res = chi2_gof(counts, expected, alpha=alpha, power=power, min_expected=min_expected, tv_ceiling=tv_ceiling)
     n = res.n

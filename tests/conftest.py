@@ -50,3 +50,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray cluster of 2 CPUs for the session (startup takes seconds): the tests that use
+    it carry ``pytest.mark.xdist_group("ray")`` so that ``--dist loadgroup`` runs them in one process."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_cluster(ray_session, request):
+    """The session's Ray cluster; the test's module is pickled by value (Ray workers cannot import
+    test modules), so its functions and classes can run as tasks."""
+    ray_session.cloudpickle.register_pickle_by_value(request.module)
+    return ray_session
