@@ -152,18 +152,21 @@ class HuntResult:
 
 # --- the search space ----------------------------------------------------------------------------
 @st.composite
-def _rows(draw, V: int, shape: str) -> tuple[tuple, tuple]:
+def _rows(draw, V: int, max_V: int, shape: str) -> tuple[tuple, tuple]:
+    """One row pair. Weights are drawn for ``max_V`` tokens and cut to ``V``, so the choices do
+    not depend on ``V`` and hypothesis can shrink ``V`` alone (the first ``V`` weights stay)."""
+    def ints(lo, hi):
+        return draw(st.lists(st.integers(lo, hi), min_size=max_V, max_size=max_V))[:V]
+
     if shape == "near_equal":
-        base = draw(st.lists(st.integers(1, 9), min_size=V, max_size=V))
-        eps = draw(st.lists(st.integers(-3, 3), min_size=V, max_size=V))
+        base, eps = ints(1, 9), ints(-3, 3)
         return tuple(NEAR_SCALE * w for w in base), tuple(NEAR_SCALE * w + e for w, e in zip(base, eps))
     lo, hi = (0, 3) if shape == "sparse" else (1, 9)
     out = []
     for _ in range(2):
-        # drawn as hi - x so that shrinking (x -> 0) goes to the uniform row
-        w = [hi - x for x in draw(st.lists(st.integers(0, hi - lo), min_size=V, max_size=V))]
+        w = [hi - x for x in ints(0, hi - lo)]  # hi - x: shrinking (x -> 0) goes to the uniform row
         if sum(w) == 0:
-            w[draw(st.integers(0, V - 1))] = 1
+            w[-1] = 1
         out.append(tuple(w))
     return out[0], out[1]
 
@@ -193,7 +196,7 @@ def cases(*, kinds=KINDS, max_V: int = 6, max_depth: int = 3, max_k: int = 3) ->
         V = draw(st.integers(2, max_V))
         R = draw(st.integers(1, 3))
         a, b = (draw(st.integers(0, 2)) for _ in range(2)) if R > 1 else (0, 0)
-        pairs = [draw(_rows(V, draw(st.sampled_from(SHAPES)))) for _ in range(R)]
+        pairs = [draw(_rows(V, max_V, draw(st.sampled_from(SHAPES)))) for _ in range(R)]
         scheme = draw(_scheme(kinds, max_depth, max_k))
         return Case(V, tuple(p for p, _ in pairs), tuple(q for _, q in pairs), a, b, scheme.name)
 

@@ -20,6 +20,8 @@ draws, equivalent residual formulas); the exact engine must pass every one.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from specoracle.instance import Instance, Outcome
@@ -99,7 +101,7 @@ def float32_le_accept(ratio) -> float:
     (True, True)
     """
     n = 2**FLOAT32_UNIFORM_BITS
-    return min(1.0, (np.floor(float(ratio) * n) + 1) / n)
+    return min(1.0, (math.floor(float(ratio) * n) + 1) / n)
 
 
 # --- single path: the bonus token ---------------------------------------------------------------
