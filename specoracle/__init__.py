@@ -39,9 +39,13 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """Lazy re-exports (keep ``import specoracle`` light): ``specoracle.check_lossless``."""
+    """Lazy re-exports (keep ``import specoracle`` light): ``specoracle.check_lossless``, ``specoracle.hunt``."""
     if name == "check_lossless":
         from .check import check_lossless
 
         return check_lossless
+    if name == "hunt":
+        from .hunting import hunt
+
+        return hunt
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""The ``specoracle`` command line: ``report``, ``check``, ``bound``, ``bench``, ``claims``.
+"""The ``specoracle`` command line: ``report``, ``check``, ``bound``, ``bench``, ``claims``, ``hunt``.
 
 A thin shell over public functions with the same parameter names; an option left out is not
 passed, so the library's default applies:
@@ -20,7 +20,9 @@ passed, so the library's default applies:
 - ``specoracle bound --model E2 --scheme "iid(2,2)"``: the LP bounds of :mod:`specoracle.lp` next
   to the exact block efficiency of every registered verifier that accepts the scheme;
 - ``specoracle bench``: :func:`specoracle.gpu.bench` (torch vs reference vs roofline);
-- ``specoracle claims``: :func:`specoracle.claims.claim_rows` (the seed papers' claims, measured).
+- ``specoracle claims``: :func:`specoracle.claims.claim_rows` (the seed papers' claims, measured);
+- ``specoracle hunt NAME [--budget 60] [--seed 0]``: :func:`specoracle.hunting.hunt`, the smallest
+  counterexample found by a hypothesis search, printed as Python code (exit 1 if one is found).
 
 Budgets: ``check`` and ``bound`` estimate their work first and refuse a request whose estimate
 exceeds ``--max-seconds`` (default 900) or ``--max-memory-gb`` (default 4), naming the estimate
@@ -384,6 +386,27 @@ def _cmd_claims(args):
     return EXIT_OK, jsonable({"claims": [r.to_dict() for r in rows]}), text
 
 
+# --- hunt --------------------------------------------------------------------------------------
+def _cmd_hunt(args):
+    from specoracle.hunting import hunt
+    from specoracle.reports import jsonable
+
+    verifier, _, _, entry = _resolve_target(args.name)
+    kw = _kwargs(args, ("budget", "max_examples", "seed", "max_V", "max_depth", "max_k"))
+    r = hunt(entry or (args.name if verifier is None else _named(verifier, args.name)), **kw)
+    payload = {"verifier": args.name, "found": r.found, "error": r.error, "worst_error": r.worst_error,
+               "examples": r.examples, "seconds": r.seconds, "kinds": list(r.kinds), "code": r.code,
+               "case": None if r.case is None else r.case.describe()}
+    return (EXIT_FAIL if r.found else EXIT_OK), jsonable(payload), r.summary()
+
+
+def _named(verifier, name: str):
+    """A mutant's name (its reproducer then reads ``mutants.get(name)``); other callables as given."""
+    from specoracle import mutants
+
+    return name if any(m.verify is verifier for m in mutants.catalog() + mutants.true_negatives()) else verifier
+
+
 # --- parser ------------------------------------------------------------------------------------
 def _int_at_least(lo: int):
     def parse(text: str) -> int:
@@ -426,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
                "1 a check failed, 2 usage or input error, 3 internal error, 4 inconclusive.",
     )
     p.add_argument("--version", action="version", version=f"specoracle {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{report,check,bound,bench,claims}")
+    sub = p.add_subparsers(dest="command", metavar="{report,check,bound,bench,claims,hunt}")
     sub.required = True
     seed = dict(type=_int_at_least(0), default=None, help="base seed, >= 0 (default: 0)")
 
@@ -507,6 +530,20 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--seed", **seed)
     n.add_argument("--json", action="store_true", help="print the rows as JSON")
     n.set_defaults(func=_cmd_bench)
+
+    h = sub.add_parser("hunt", help="search for the smallest case a verifier gets wrong (exit 1 if found)",
+                       description="specoracle.hunt: hypothesis search over small models (random, sparse, p ~= q "
+                                   "rows, context-dependent) and the schemes the verifier accepts, maximising the "
+                                   "exact error; prints the smallest counterexample as Python code.")
+    h.add_argument("name", help="registry or mutant name")
+    h.add_argument("--budget", type=float, default=None, help="seconds of search (default: 60)")
+    h.add_argument("--max-examples", type=_int_at_least(1), default=None, help="most cases evaluated (default: 5000)")
+    h.add_argument("--max-V", dest="max_V", type=_int_at_least(2), default=None, help="largest vocabulary (default: 6)")
+    h.add_argument("--max-depth", type=_int_at_least(1), default=None, help="longest chain (default: 3)")
+    h.add_argument("--max-k", type=_int_at_least(2), default=None, help="most paths/siblings (default: 3)")
+    h.add_argument("--seed", **seed)
+    h.add_argument("--json", action="store_true", help="print the result as JSON")
+    h.set_defaults(func=_cmd_hunt)
 
     m = sub.add_parser("claims", help="the seed papers' headline claims next to measured values",
                        description="specoracle.claims.claim_rows: each claim of GBV, UniVer, SpecTr-GBV and DDTE "

@@ -20,6 +20,7 @@ from specoracle.drafting import parse_scheme
 from specoracle.errors import InvalidArgument
 from specoracle.mutants.realistic import bf16_round, inverse_cdf_law
 from specoracle.randomness import categorical_from_uniform
+from specoracle.reports import parse_model
 
 ALPHA, POWER = 0.01, 0.99
 CI_CAP = 2_000_000  # samples; every catalog design (largest: bf16_ratio, 1.57M) runs in CI
@@ -28,7 +29,7 @@ NEGATIVES = mutants.true_negatives()
 
 
 def _case(m):
-    return examples.get(m.model), parse_scheme(m.scheme)
+    return parse_model(m.model), parse_scheme(m.scheme)
 
 
 def design(m) -> tuple[str, int]:
