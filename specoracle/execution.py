@@ -123,7 +123,9 @@ class LocalExecutor(Executor):
 
     Workers are forked where the platform allows, so ``shared`` reaches them without pickling
     (models built from closures included); results travel back pickled. A worker that dies breaks
-    the pool: the run stops with :class:`TaskFailed` (use Ray for retries).
+    the pool: the run stops with :class:`TaskFailed` (``BrokenProcessPool``; use Ray for retries).
+    Forking a process whose other threads hold locks can deadlock the child (Python's warning on
+    ``fork``); the workers run only ``fn``, which keeps that risk small.
     """
 
     name = "local"

@@ -177,3 +177,20 @@ def test_ray_shard_that_raises_names_itself(ray_cluster):
 
     with pytest.raises(TaskFailed, match=r"shard \d+ .* of broken on E2 chain\(2\) raised ZeroDivisionError"):
         Campaign("ray", 100).tables(broken, MODEL, SCHEME, [LAW], [slice(None)], length=3, n=300, seed=0, name="broken")
+
+
+def test_local_worker_killed_mid_shard_stops_the_campaign_naming_the_shard(tmp_path):
+    # local worker processes do not retry (Ray does): the campaign stops, naming a shard the broken pool lost
+    with pytest.raises(TaskFailed, match=r"shard \d+ \(seed \d+, 500 samples\) of bv on E2 chain\(2\) raised "
+                                         r"BrokenProcessPool"):
+        tables("local:2", verifier=KillOnce(str(tmp_path / "killed")))
+    assert (tmp_path / "killed").exists()
+
+
+def test_local_executor_does_not_import_ray():
+    import subprocess
+    import sys
+
+    code = ("import sys, specoracle.campaign, specoracle.fanout, specoracle.execution as e; e.get_executor('local:2');"
+            "sys.exit('ray' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd="/").returncode == 0
