@@ -20,8 +20,8 @@ import sys
 import time
 from dataclasses import replace
 
-from specoracle.gpu import selector as S
-from specoracle.gpu import selector_data as SD
+from specoracle import selector as S
+from specoracle.selector import data as SD
 
 
 def main(argv=None) -> int:

@@ -12,7 +12,7 @@ the section that needs them.
 4. torch twin vs reference under shared randomness (mismatches, float32 near-ties, device);
 5. mutant detection (exact, and chi-squared with :func:`specoracle.check.check_lossless`);
 6. efficiency vs branching position ``d`` of ``delayed(k, d, L - d)`` on an n-gram model of text;
-7. the delayed tree expansion selector (``specoracle.gpu.selector.summary``);
+7. the delayed tree expansion selector (``specoracle.selector.summary``);
 8. the seed papers' claims next to the measured values (:mod:`.claims`).
 """
 from __future__ import annotations
@@ -507,8 +507,8 @@ def _flatten(d, prefix=""):
 
 
 def selector(ctx: Context) -> Section:
-    """The learned delay-and-branch selector against static choices (``gpu.selector.summary``)."""
-    from specoracle.gpu.selector import summary as selector_summary
+    """The learned delay-and-branch selector against static choices (``specoracle.selector.summary``)."""
+    from specoracle.selector import summary as selector_summary
 
     summ = selector_summary()
     if not isinstance(summ, dict):
@@ -530,7 +530,7 @@ def selector(ctx: Context) -> Section:
         tables.append(Table(("policy", "throughput (tokens / t_q)", "aggregate throughput", "block eff.",
                              "action (K, L1, L2)", "distinct actions"), tuple(prow),
                             "held-out contexts; throughput = E[tau + 1] / modelled latency"))
-    tables.append(Table(("quantity", "value"), tuple(rows), "as returned by specoracle.gpu.selector.summary()"))
+    tables.append(Table(("quantity", "value"), tuple(rows), "as returned by specoracle.selector.summary()"))
     figs = ()
     if prow:
         figs = (Figure("selector.png", "Held-out throughput and block efficiency per policy",

@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 
 from specoracle import Instance, drafting, examples, exact, models
 from specoracle.errors import InvalidInstance, SpecoracleError, UnknownName
-from specoracle.gpu import selector as S
-from specoracle.gpu import selector_data as SD
+from specoracle import selector as S
+from specoracle.selector import actions, costs, evaluation, policy, root_features, training
+from specoracle.selector import data as SD
 from specoracle.randomness import Fixed, Sampling
 
 # --- grid and latency -------------------------------------------------------------------------
@@ -58,7 +59,7 @@ def test_latency_is_equal_for_the_duplicate_trunk_only_actions():
 def test_batched_latency_table_matches_scalar_formula():
     base = S.LatencyModel(draft_batch=0.25, target_per_token=0.03)
     ratios = torch.tensor([4.0, 10.0, 23.5], dtype=torch.float64)
-    got = S._latency_tables(ratios, base).numpy()
+    got = S.latency_tables(ratios, base).numpy()
     for i, r in enumerate(ratios.tolist()):
         want = S.LatencyModel(t_target=r, draft_batch=0.25, target_per_token=0.03).table()
         np.testing.assert_allclose(got[i], want, rtol=0, atol=1e-12)
@@ -234,7 +235,7 @@ def test_backend_errors():
         SD.tree_efficiency_backend("no_such_verifier")
     with pytest.raises(InvalidInstance):
         SD.tree_efficiency_backend("traversal", "eq3")  # not a top-down method
-    guard = SD._TerminalCategorical(Sampling(0))
+    guard = SD.TerminalCategorical(Sampling(0))
     guard.categorical([.5, .5], "a")
     with pytest.raises(SpecoracleError):
         guard.bernoulli(.5, "b")
@@ -374,7 +375,8 @@ def test_load_rejects_missing_checkpoint(tmp_path):
         S.load(tmp_path / "missing.pt")
 
 
-@pytest.mark.parametrize("module", [S, SD], ids=["selector", "selector_data"])
+@pytest.mark.parametrize("module", [S, actions, root_features, costs, SD, policy, training, evaluation],
+                         ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     import doctest
 

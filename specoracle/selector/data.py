@@ -4,7 +4,7 @@ Roots are positions of the default corpus (standard-library sources), tokenised 
 :func:`specoracle.models.ngram_pair` (``V - 1`` most frequent characters + "other"). One n-gram
 pair (target order 4, draft order 2) is fitted once; each root is the model shifted by its context
 (:func:`specoracle.exact.shifted`), at several temperatures (:func:`specoracle.models.temperature`,
-both sides). For every root and every action ``(K, L1, L2)`` of :data:`~.selector.ACTIONS` the
+both sides). For every root and every action ``(K, L1, L2)`` of :data:`~.actions.ACTIONS` the
 block efficiency ``E[tau + 1]`` of the chosen verifier is estimated as DDTE does: the mean over
 ``s`` sampled delayed trees of the exact per-tree value ``E[tau + 1 | T]`` (exact average over
 all trees where the action has at most 64 possible trees: chains of depth <= 2 and (2, 0, 1) at
@@ -26,6 +26,7 @@ no held-out root shares its target state with a training root.
 """
 from __future__ import annotations
 
+import importlib.resources
 import json
 import time
 from collections.abc import Callable
@@ -40,28 +41,27 @@ from specoracle.instance import Instance
 from specoracle.randomness import Sampling, enumerate_law
 from specoracle.tree import Tree, TreeBuilder
 
-from .selector import ACTIONS, DEFAULT_DATA, N_BLOCKS, SCALAR_NAMES, features
+from .actions import ACTIONS, MAX_BRANCH, MAX_K, MAX_TRUNK, action_scheme, exact_actions
+from .root_features import N_BLOCKS, SCALAR_NAMES, features
 
 __all__ = [
     "DataConfig",
     "SelectorData",
-    "MAX_TRUNK",
-    "MAX_BRANCH",
-    "MAX_K",
+    "DATA_DIR",
+    "DEFAULT_DATA",
     "draw_tokens",
     "action_tree",
     "tree_efficiency_backend",
     "root_block_efficiencies",
-    "exact_actions",
+    "TerminalCategorical",
     "corpus_ids",
     "generate",
     "load",
     "load_default",
 ]
 
-MAX_K = max(a[0] for a in ACTIONS)
-MAX_TRUNK = max(a[1] for a in ACTIONS)
-MAX_BRANCH = max(a[2] for a in ACTIONS)
+DATA_DIR = Path(str(importlib.resources.files("specoracle"))) / "data"  # editable and wheel installs
+DEFAULT_DATA = DATA_DIR / "selector_data.npz"
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class SelectorData:
 
     Attributes (n roots, A actions, F features)
     ----------
-    features : [n, F] float, :func:`~.selector.features` of each root.
+    features : [n, F] float, :func:`~.root_features.features` of each root.
     be : [n, A] float, estimated ``E[tau + 1]`` of ``verifier`` for each action.
     be_traversal : [n, A] float or None, the same for ``traversal``.
     temperature : [n]; context_length : [n]; position : [n] corpus index of the root;
@@ -262,7 +262,7 @@ def action_tree(action: tuple[int, int, int], chain, branches) -> Tree:
 
 
 # --- per-tree block efficiency ------------------------------------------------------------------
-class _TerminalCategorical:
+class TerminalCategorical:
     """Forwards Bernoulli coins; a categorical draw must be the last call and is not branched on."""
 
     def __init__(self, inner) -> None:
@@ -286,11 +286,9 @@ class _TerminalCategorical:
 
 
 def _eq3(name: str) -> Callable[[Instance], float] | None:
-    try:
-        from specoracle.reference import topdown
-    except ImportError:  # pragma: no cover - topdown ships with the package
-        return None
-    if name not in getattr(topdown, "METHODS", {}):
+    from specoracle.reference import topdown
+
+    if name not in topdown.METHODS:
         return None
     return lambda inst: float(topdown.tree_block_efficiency(name, inst))
 
@@ -303,7 +301,7 @@ def _coins(name: str) -> Callable[[Instance], float]:
 
     def be(inst: Instance) -> float:
         depths = inst.tree.depths
-        law, _ = enumerate_law(lambda r: depths[fn(inst, _TerminalCategorical(r)).node] + 1)
+        law, _ = enumerate_law(lambda r: depths[fn(inst, TerminalCategorical(r)).node] + 1)
         return float(sum(v * pr for v, pr in law))
 
     return be
@@ -349,24 +347,6 @@ def tree_efficiency_backend(name: str, method: str = "auto", *, runs: int = 16, 
     return method, fn
 
 
-def _drafted(action: tuple[int, int, int]) -> int:
-    """Number of draft draws of an action (``L1 + K L2``; ``L1 + L2`` for chains)."""
-    K, L1, L2 = action
-    return L1 + L2 if (K == 1 or L2 == 0) else L1 + K * L2
-
-
-def _action_scheme(action: tuple[int, int, int]):
-    from specoracle import drafting
-
-    K, L1, L2 = action
-    return drafting.chain(L1 + L2) if (K == 1 or L2 == 0) else drafting.delayed(K, L1, L2)
-
-
-def exact_actions(V: int, max_trees: int) -> tuple[bool, ...]:
-    """Which actions :func:`root_block_efficiencies` evaluates exactly (``V^draws <= max_trees``)."""
-    return tuple(V ** _drafted(a) <= max_trees for a in ACTIONS)
-
-
 def root_block_efficiencies(model, backends: list[Callable[[Instance], float]], rng: np.random.Generator,
                             samples: int = 4, *, exact_max_trees: int = 0) -> np.ndarray:
     """Estimated ``E[tau + 1]`` per action for one root, shape [len(backends), A].
@@ -395,7 +375,7 @@ def root_block_efficiencies(model, backends: list[Callable[[Instance], float]], 
     for a, action in enumerate(ACTIONS):
         if not is_exact[a]:
             continue
-        scheme = _action_scheme(action)
+        scheme = action_scheme(action)
         if scheme.name not in done:
             tot = np.zeros(len(backends))
             for tree, pr in scheme.enumerate(model):
