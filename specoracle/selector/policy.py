@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from specoracle.errors import InvalidInstance
+from specoracle.errors import InvalidInstance, UnknownName
 
 from .actions import ACTIONS
 from .costs import LatencyModel
@@ -28,6 +28,8 @@ from .root_features import N_BLOCKS, SCALAR_NAMES, DEFAULT_WIDTH, features
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
+    "CHECKPOINTS",
+    "FORMAT",
     "SelectorNet",
     "split_features",
     "throughput",
@@ -38,8 +40,6 @@ __all__ = [
     "load",
     "load_default",
 ]
-
-DEFAULT_CHECKPOINT = DATA_DIR / "selector.pt"
 
 
 class SelectorNet(nn.Module):
@@ -149,61 +149,81 @@ def static_baseline(be: np.ndarray, lat: np.ndarray, groups: np.ndarray | None =
 
 @dataclass(frozen=True, eq=False)
 class Selector:
-    """A trained selector: ``net`` in eval mode, the latency model it was trained for, metadata.
+    """A trained selector: ``net`` in eval mode, the verifiers it chooses among, its latency model.
 
-    :meth:`choose` maps feature rows to action indices; :meth:`select` maps a model + context to
-    ``(K, L1, L2)``; :meth:`scheme` to the drafting scheme ``delayed(K, L1, L2)``.
+    The action space is ``verifiers x ACTIONS`` (verifier-major, ``M * A`` logits): a selector
+    with one verifier picks ``(K, L1, L2)`` for it (DDTE: one selector per verifier); with several
+    it also picks the verifier. :meth:`choose` maps feature rows to joint action indices;
+    :meth:`select` maps a model + context to ``(verifier, (K, L1, L2))``; :meth:`scheme` to
+    ``(verifier, delayed(K, L1, L2))``.
     """
 
     net: SelectorNet
     latency: LatencyModel
-    verifier: str
+    verifiers: tuple[str, ...]
     meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verifiers", tuple(self.verifiers))
+        if self.net.n_actions != len(self.verifiers) * len(ACTIONS):
+            raise InvalidInstance(f"the net has {self.net.n_actions} outputs, expected "
+                                  f"{len(self.verifiers)} verifiers x {len(ACTIONS)} actions")
 
     @property
     def width(self) -> int:
         """State-block width (largest vocabulary the selector accepts)."""
         return self.net.width
 
+    @property
+    def joint(self) -> tuple[tuple[str, tuple[int, int, int]], ...]:
+        """The joint actions ``(verifier, (K, L1, L2))`` in logit order, length ``M * A``."""
+        return tuple((v, a) for v in self.verifiers for a in ACTIONS)
+
     def logits(self, feats, *, latency: LatencyModel | None = None) -> np.ndarray:
-        """Action logits [B, A] for raw feature rows ``feats`` [B, F] (or [F])."""
+        """Joint action logits [B, M * A] for raw feature rows ``feats`` [B, F] (or [F])."""
         lat = self.latency if latency is None else latency
         scal, blocks = split_features(feats, lat.ratio, self.width)
         with torch.no_grad():
             return self.net(scal, blocks).numpy()
 
     def choose(self, feats, *, latency: LatencyModel | None = None, allowed=None) -> np.ndarray:
-        """Argmax action indices [B]; ``allowed`` (bool [A] or callable ``(K,L1,L2) -> bool``) masks actions."""
+        """Argmax joint action indices [B]; ``allowed`` (bool [M * A] or callable
+        ``(verifier, K, L1, L2) -> bool``) masks actions."""
         lg = self.logits(feats, latency=latency)
         if allowed is not None:
-            mask = np.array([allowed(*a) for a in ACTIONS]) if callable(allowed) else np.asarray(allowed, bool)
-            if mask.shape != (len(ACTIONS),) or not mask.any():
-                raise InvalidInstance("allowed must mark at least one of the A actions")
+            joint = self.joint
+            mask = np.array([allowed(v, *a) for v, a in joint]) if callable(allowed) else np.asarray(allowed, bool)
+            if mask.shape != (len(joint),) or not mask.any():
+                raise InvalidInstance(f"allowed must mark at least one of the {len(joint)} actions")
             lg = np.where(mask[None], lg, -np.inf)
         return lg.argmax(-1)
 
     def select(self, model, context, *, temperature: float, latency: LatencyModel | None = None,
-               allowed=None) -> tuple[int, int, int]:
-        """The action ``(K, L1, L2)`` for one root (see :func:`features` for the arguments)."""
+               allowed=None) -> tuple[str, tuple[int, int, int]]:
+        """``(verifier, (K, L1, L2))`` for one root (see :func:`features` for the arguments)."""
         f = features(model, context, temperature=temperature, width=self.width)
-        return ACTIONS[int(self.choose(f, latency=latency, allowed=allowed)[0])]
+        return self.joint[int(self.choose(f, latency=latency, allowed=allowed)[0])]
 
     def scheme(self, model, context, *, temperature: float, latency: LatencyModel | None = None, allowed=None):
-        """``drafting.delayed(K, L1, L2)`` for the selected action."""
+        """``(verifier, drafting.delayed(K, L1, L2))`` for the selected action."""
         from specoracle import drafting
 
-        return drafting.delayed(*self.select(model, context, temperature=temperature, latency=latency, allowed=allowed))
+        v, a = self.select(model, context, temperature=temperature, latency=latency, allowed=allowed)
+        return v, drafting.delayed(*a)
+
+
+FORMAT = "specoracle-selector-2"
 
 
 def save_checkpoint(selector: Selector, path: str | Path) -> Path:
-    """Write ``selector`` (state dict, network config, latency model, metadata) with ``torch.save``."""
+    """Write ``selector`` (state dict, network config, latency model, verifiers, metadata) with ``torch.save``."""
     path = Path(path)
     payload = {
-        "format": "specoracle-selector-1",
+        "format": FORMAT,
         "net_config": selector.net.config(),
         "state_dict": {k: v.detach().clone() for k, v in selector.net.state_dict().items()},
-        "latency": asdict(selector.latency),
-        "verifier": selector.verifier,
+        "latency": {**asdict(selector.latency), "verify": [list(x) for x in selector.latency.verify]},
+        "verifiers": list(selector.verifiers),
         "actions": [list(a) for a in ACTIONS],
         "meta": selector.meta,
     }
@@ -219,25 +239,32 @@ def load(path: str | Path) -> Selector:
     if not path.exists():
         raise InvalidInstance(f"no selector checkpoint at {path}; run benchmarks/train_selector.py")
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    if payload.get("format") != "specoracle-selector-1":
-        raise InvalidInstance(f"{path} is not a specoracle selector checkpoint")
+    if payload.get("format") != FORMAT:
+        raise InvalidInstance(f"{path} is not a specoracle selector checkpoint ({FORMAT})")
     if [tuple(a) for a in payload["actions"]] != list(ACTIONS):
         raise InvalidInstance(f"{path} was trained on a different action grid")
     cfg = dict(payload["net_config"])
     cfg["hidden"] = tuple(cfg["hidden"])
     net = SelectorNet(cfg.pop("n_scalars"), cfg.pop("width"), cfg.pop("n_actions"), **cfg)
     net.load_state_dict(payload["state_dict"])
-    return Selector(net=net.eval(), latency=LatencyModel(**payload["latency"]), verifier=payload["verifier"],
+    lat = dict(payload["latency"])
+    lat["verify"] = tuple((str(n), float(c)) for n, c in lat.get("verify", ()))
+    return Selector(net=net.eval(), latency=LatencyModel(**lat), verifiers=tuple(payload["verifiers"]),
                     meta=payload["meta"])
 
 
-_DEFAULT: Selector | None = None
+CHECKPOINTS = {
+    (kind, seed): DATA_DIR / f"selector_{kind}_seed{seed}.pt" for kind in ("specinfer", "joint") for seed in (0, 1)
+}
+DEFAULT_CHECKPOINT = CHECKPOINTS[("specinfer", 0)]
+_LOADED: dict = {}
 
 
-def load_default() -> Selector:
-    """The checkpoint shipped in ``specoracle/data/selector.pt`` (cached after the first call)."""
-    global _DEFAULT
-    if _DEFAULT is None:
-        _DEFAULT = load(DEFAULT_CHECKPOINT)
-    return _DEFAULT
-
+def load_default(kind: str = "specinfer", seed: int = 0) -> Selector:
+    """A checkpoint shipped in ``specoracle/data`` (cached): ``kind`` ``"specinfer"`` (SpecInfer
+    only, DDTE's setting) or ``"joint"`` (the verifier is part of the action), ``seed`` 0 or 1."""
+    if (kind, seed) not in CHECKPOINTS:
+        raise UnknownName(f"no shipped selector {kind!r} seed {seed}; shipped: {sorted(CHECKPOINTS)}")
+    if (kind, seed) not in _LOADED:
+        _LOADED[(kind, seed)] = load(CHECKPOINTS[(kind, seed)])
+    return _LOADED[(kind, seed)]

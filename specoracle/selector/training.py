@@ -16,12 +16,11 @@ import torch
 
 from specoracle.errors import InvalidInstance
 
-from .actions import ACTIONS
 from .costs import LatencyModel, latency_tables
 from .root_features import SCALAR_NAMES
 from .policy import Selector, SelectorNet, split_features, throughput_loss
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
+__all__ = ["TrainConfig", "TrainResult", "train", "joint_be"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,9 @@ class TrainConfig:
     """Training settings (defaults train in well under a minute on 2 CPU cores).
 
     ``ratio_range``: target/draft cost ratios drawn log-uniformly per row and step (the ratio is
-    an input), or None to train only at ``latency.ratio``.
+    an input), or None to train only at ``latency.ratio``. ``verifiers``: the verifiers the
+    selector chooses among (a subset of the data's; one verifier: DDTE's setting); their costs
+    come from ``latency`` (:meth:`LatencyModel.measured`).
     """
 
     epochs: int = 60
@@ -47,6 +48,7 @@ class TrainConfig:
     max_steps: int | None = None
     seed: int = 0
     threads: int | None = 1
+    verifiers: tuple[str, ...] = ("specinfer",)
 
 
 @dataclass(frozen=True)
@@ -87,14 +89,14 @@ def _train(data, config, train_idx, val_idx, verbose, t0) -> TrainResult:
     width = data.width
     lat0 = config.latency
     X = data.features[train_idx].astype(np.float32)
-    BE = torch.as_tensor(data.be[train_idx], dtype=torch.float32)
+    BE = torch.as_tensor(joint_be(data, config.verifiers)[train_idx], dtype=torch.float32)  # [n, M * A]
     temps = data.temperature[train_idx]
     # group-mean BE per temperature for the static baseline (recomputed per cost ratio)
     uniq = np.unique(temps)
     gid = torch.as_tensor(np.searchsorted(uniq, temps))
-    gmean = torch.stack([BE[torch.as_tensor(temps == t)].mean(0) for t in uniq])  # [G, A]
+    gmean = torch.stack([BE[torch.as_tensor(temps == t)].mean(0) for t in uniq])  # [G, M * A]
 
-    net = SelectorNet(len(SCALAR_NAMES) + 1, width, len(ACTIONS), d=config.d, hidden=config.hidden, dropout=config.dropout)
+    net = SelectorNet(len(SCALAR_NAMES) + 1, width, BE.shape[1], d=config.d, hidden=config.hidden, dropout=config.dropout)
     sc, _ = split_features(X, lat0.ratio, width)
     net.mean.copy_(sc.mean(0))
     net.std.copy_(sc.std(0).clamp_min(1e-3))
@@ -120,9 +122,9 @@ def _train(data, config, train_idx, val_idx, verbose, t0) -> TrainResult:
             else:
                 r = np.exp(gen.uniform(*np.log(config.ratio_range), size=len(rows)))
             scal, blocks = split_features(X[rows], r, width)
-            lat = latency_tables(torch.as_tensor(r, dtype=torch.float32), lat0)
+            lat = latency_tables(torch.as_tensor(r, dtype=torch.float32), lat0, verifiers=config.verifiers)
             be = BE[rows]
-            tps_static = gmean[gid[rows]] / lat  # [b, A]: group-mean throughput of every action
+            tps_static = gmean[gid[rows]] / lat  # [b, M * A]: group-mean throughput of every action
             a_star = tps_static.argmax(-1)
             base = be.gather(1, a_star[:, None])[:, 0] / lat.gather(1, a_star[:, None])[:, 0]
             loss = throughput_loss(net(scal, blocks), be, lat, base,
@@ -139,7 +141,7 @@ def _train(data, config, train_idx, val_idx, verbose, t0) -> TrainResult:
         last = epoch == config.epochs - 1 or (config.max_steps is not None and steps >= config.max_steps)
         if len(val_idx) and ((epoch + 1) % config.eval_every == 0 or last):
             sel = _make_selector(net, data, config)
-            v = _policy_tps(data, val_idx, sel.choose(data.features[val_idx]), lat0)
+            v = _policy_tps(data, val_idx, sel.choose(data.features[val_idx]), lat0, config.verifiers)
             vals.append(v)
             if v > best[0]:
                 best = (v, copy.deepcopy(net.state_dict()), epoch)
@@ -155,18 +157,24 @@ def _train(data, config, train_idx, val_idx, verbose, t0) -> TrainResult:
 
 def _make_selector(net, data, config, **meta) -> Selector:
     net = copy.deepcopy(net).eval()
-    info = dict(verifier=data.verifier, data=data.describe(), train=_config_dict(config), **meta)
-    return Selector(net=net, latency=config.latency, verifier=data.verifier, meta=info)
+    info = dict(verifiers=list(config.verifiers), data=data.describe(), train=_config_dict(config), **meta)
+    return Selector(net=net, latency=config.latency, verifiers=config.verifiers, meta=info)
 
 
 def _config_dict(config: TrainConfig) -> dict:
     d = asdict(config)
     d["hidden"] = list(config.hidden)
     d["ratio_range"] = None if config.ratio_range is None else list(config.ratio_range)
+    d["verifiers"] = list(config.verifiers)
+    d["latency"]["verify"] = [list(x) for x in config.latency.verify]
     return d
 
 
-def _policy_tps(data, rows, actions, lat: LatencyModel) -> float:
-    T = lat.table()
-    return float(np.mean(data.be[rows, actions] / T[actions]))
+def joint_be(data, verifiers) -> np.ndarray:
+    """``E[tau + 1]`` of the joint actions ``verifiers x ACTIONS`` (verifier-major), [n, M * A]."""
+    return np.concatenate([data.be_of(v) for v in verifiers], axis=1)
 
+
+def _policy_tps(data, rows, actions, lat: LatencyModel, verifiers) -> float:
+    T = lat.table(verifiers=verifiers)
+    return float(np.mean(joint_be(data, verifiers)[rows, actions] / T[actions]))
