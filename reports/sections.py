@@ -528,14 +528,14 @@ def selector(ctx: Context) -> Section:
     margins = selector_margins()
     mrow = [(m.kind, m.seed, ", ".join(m.verifiers), _round(m.selector), f"{100 * m.over_static['specinfer']:+.2f}%",
              _round(m.static["traversal"]), f"{100 * m.over_traversal:+.2f}%",
-             ", ".join(f"{v} {100 * x:.0f}%" for v, x in m.choices.items())) for m in margins]
+             ", ".join(f"{v} {100 * x:.0f}%" for v, x in m.choices.items()), m.n_distinct) for m in margins]
     tables = (
         Table(("policy", "throughput (tokens / t_q)", "aggregate throughput", "block eff.", "verifier",
                "action (K, L1, L2)", "distinct actions"), tuple(prow),
               "joint selector (seed 0), held-out contexts; throughput = E[tau + 1] / modelled latency, "
               "every verifier paying its measured twin cost"),
         Table(("selector", "seed", "chooses among", "throughput", "over SpecInfer best static",
-               "traversal best static", "over traversal best static", "verifiers chosen"), tuple(mrow),
+               "traversal best static", "over traversal best static", "verifiers chosen", "distinct actions"), tuple(mrow),
               "specoracle.selector.margins(): shipped checkpoints, held-out contexts"),
         _verifier_table(compare_verifiers()),
         Table(("quantity", "value"), tuple(rows), "as returned by specoracle.selector.summary()"),
@@ -547,7 +547,9 @@ def selector(ctx: Context) -> Section:
     summary = ("Throughput of the learned delay-and-branch selector on held-out contexts, every verifier paying "
                "its measured cost. SpecInfer-only selector over SpecInfer's best static action: "
                + ", ".join(f"{100 * x:+.1f}%" for x in spec) + " (seeds 0, 1); selector choosing the verifier too, "
-               "over traversal at its best static action: " + ", ".join(f"{100 * x:+.1f}%" for x in trav) + ".")
+               "over traversal at its best static action: " + ", ".join(f"{100 * x:+.1f}%" for x in trav)
+               + ". Distinct actions on the held-out roots: " + ", ".join(str(m.n_distinct) for m in margins)
+               + " (validation picks early, nearly static policies).")
     return Section("selector", 7, "Delayed tree expansion selector", "ok", summary, tables, figs,
                    data={**summ, "margins": [m.to_dict() for m in margins]})
 

@@ -363,7 +363,10 @@ def test_margins_recompute_from_the_tables(shipped):
             a = int(np.argmax(data.be_of(v)[fit].mean(0) / Tv))
             assert m.static[v] == pytest.approx(np.mean(data.be_of(v)[test, a] / Tv[a]), rel=1e-12)
             assert m.over_static[v] == pytest.approx(tps / m.static[v] - 1, rel=1e-12)
+            diff = be[np.arange(len(picks)), picks] / T[picks] - data.be_of(v)[test, a] / Tv[a]
+            assert m.se_over_static[v] == pytest.approx(diff.std(ddof=1) / math.sqrt(len(diff)) / m.static[v], rel=1e-9)
         assert m.over_traversal == m.over_static["traversal"]
+        assert m.n_distinct == len(np.unique(picks))
 
 
 # --- losslessness of selected actions -----------------------------------------------------------

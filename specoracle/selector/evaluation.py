@@ -171,7 +171,11 @@ class Margin:
     ``kind``: ``"specinfer"`` (SpecInfer only, DDTE's setting) or ``"joint"`` (the verifier is
     part of the action); ``over_static[v]``: over verifier ``v`` at its best static action;
     ``over_traversal``: over traversal at its best static action; ``selector``, ``static[v]``:
-    the throughputs; ``choices``: share of held-out roots per chosen verifier.
+    the throughputs; ``choices``: share of held-out roots per chosen verifier; ``n_distinct``:
+    distinct joint actions chosen on the held-out roots (1: the selector acts as a static policy);
+    ``se_over_static[v]``: standard error of ``over_static[v]`` from the per-root paired
+    differences ``BE/T`` (selector minus static), ``std / sqrt(n) / static[v]`` (roots treated as
+    independent, which the n-gram states they share make optimistic).
     """
 
     kind: str
@@ -185,6 +189,8 @@ class Margin:
     over_traversal: float
     oracle_gap: float
     choices: dict[str, float]
+    n_distinct: int
+    se_over_static: dict[str, float]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -200,15 +206,25 @@ def margins(kinds=("specinfer", "joint"), seeds=(0, 1), data=None) -> tuple[Marg
     """The held-out margins of the shipped checkpoints (see :class:`Margin`), from :func:`measure`."""
     data = selector_data.load_default() if data is None else data
     out = []
+    test = data.split == 2
     for (k, s), ev in measure(kinds, seeds, data).items():
         sel = load_default(k, s)
-        picks = np.array([v for v, _ in (sel.joint[i] for i in sel.choose(data.features[data.split == 2]))])
+        idx = sel.choose(data.features[test])
+        picks = np.array([v for v, _ in (sel.joint[i] for i in idx)])
+        T = ev.latency.table(verifiers=sel.verifiers)
+        tps_sel = joint_be(data, sel.verifiers)[test][np.arange(len(idx)), idx] / T[idx]
+        se = {}
+        for v, p in ev.static.items():
+            a = ACTIONS.index(p.action)
+            diff = tps_sel - data.be_of(v)[test, a] / ev.latency(*p.action, v)
+            se[v] = float(diff.std(ddof=1) / np.sqrt(len(diff)) / p.throughput)
         out.append(Margin(
             kind=k, seed=s, verifiers=ev.verifiers, n_contexts=ev.n_contexts, selector=ev.selector.throughput,
             static={v: p.throughput for v, p in ev.static.items()},
             static_action={v: p.action for v, p in ev.static.items()},
             over_static=dict(ev.margins), over_traversal=ev.margins["traversal"], oracle_gap=ev.oracle_gap,
-            choices={v: float(np.mean(picks == v)) for v in ev.verifiers},
+            choices={v: float(np.mean(picks == v)) for v in ev.verifiers}, n_distinct=ev.selector.n_distinct,
+            se_over_static=se,
         ))
     return tuple(out)
 
