@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from specoracle import Instance, drafting, examples, exact, models
 from specoracle.errors import InvalidInstance, SpecoracleError, UnknownName
 from specoracle import selector as S
-from specoracle.selector import actions, costs, evaluation, policy, root_features, training
+from specoracle.selector import costs, policy
 from specoracle.selector import data as SD
 from specoracle.randomness import Fixed, Sampling
 
@@ -464,12 +464,3 @@ def test_smoke_training_and_checkpoint_roundtrip(shipped, tmp_path):
 def test_load_rejects_missing_checkpoint(tmp_path):
     with pytest.raises(InvalidInstance, match="no selector checkpoint"):
         S.load(tmp_path / "missing.pt")
-
-
-@pytest.mark.parametrize("module", [S, actions, root_features, costs, SD, policy, training, evaluation],
-                         ids=lambda m: m.__name__)
-def test_docstring_examples(module):
-    import doctest
-
-    failures, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert failures == 0
