@@ -4,7 +4,9 @@ A thin section over :func:`specoracle.claims.claim_rows` (which does every measu
 row per claim (paper, claim, measured here, verdict, deciding case). The quick preset uses the
 smaller case list of ``claim_rows(quick=True)``. Measured cost on the 2-core machine: 5.2 CPU
 seconds (quick preset) and 11.2 CPU seconds (full preset; 28 s wall while the machine was shared),
-a small part of the full report's 15-minute budget.
+a small part of the full report's 15-minute budget; the DDTE selector rows add the scoring of the
+four shipped selector checkpoints on 744 held-out roots (about 5 s wall under load, plus the torch
+import).
 """
 from __future__ import annotations
 

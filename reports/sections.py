@@ -12,7 +12,7 @@ the section that needs them.
 4. torch twin vs reference under shared randomness (mismatches, float32 near-ties, device);
 5. mutant detection (exact, and chi-squared with :func:`specoracle.check.check_lossless`);
 6. efficiency vs branching position ``d`` of ``delayed(k, d, L - d)`` on an n-gram model of text;
-7. the delayed tree expansion selector (``specoracle.gpu.selector.summary``);
+7. the delayed tree expansion selector (``specoracle.selector.summary``);
 8. the seed papers' claims next to the measured values (:mod:`.claims`).
 """
 from __future__ import annotations
@@ -507,40 +507,60 @@ def _flatten(d, prefix=""):
 
 
 def selector(ctx: Context) -> Section:
-    """The learned delay-and-branch selector against static choices (``gpu.selector.summary``)."""
-    from specoracle.gpu.selector import summary as selector_summary
+    """The learned delay-and-branch selector against static choices and traversal
+    (``specoracle.selector.summary`` and ``specoracle.selector.margins``)."""
+    from specoracle.selector import compare_verifiers
+    from specoracle.selector import margins as selector_margins
+    from specoracle.selector import summary as selector_summary
 
     summ = selector_summary()
-    if not isinstance(summ, dict):
-        summ = getattr(summ, "__dict__", {"summary": str(summ)})
-    policies = {k: v for k, v in summ.items() if isinstance(v, dict) and "throughput" in v}
-    prow = []
-    for key, v in policies.items():
-        prow.append((v.get("name", key), _round(v.get("throughput")), _round(v.get("aggregate_throughput")),
-                     _round(v.get("block_efficiency")), str(tuple(v["action"])) if v.get("action") is not None else "-",
-                     v.get("n_distinct", "-")))
+    policies = [summ[k] for k in ("selector", "best_static", "static_per_temperature", "oracle")]
+    policies += list(summ["static"].values())
+    prow = [(v["name"], _round(v["throughput"]), _round(v["aggregate_throughput"]), _round(v["block_efficiency"]),
+             v["verifier"], str(tuple(v["action"])), v["n_distinct"]) for v in policies]
     rows = []
-    for key, v in _flatten({k: v for k, v in summ.items() if k not in policies}):
+    for key, v in _flatten({k: v for k, v in summ.items() if k not in
+                            ("selector", "best_static", "static_per_temperature", "oracle", "static")}):
         if isinstance(v, (list, tuple)) and len(v) > 8:
             v = f"[{len(v)} values]"
         rows.append((key, _round(v) if isinstance(v, float) else v if isinstance(v, (int, bool)) or v is None
                      else str(v)))
-    tables = []
-    if prow:
-        tables.append(Table(("policy", "throughput (tokens / t_q)", "aggregate throughput", "block eff.",
-                             "action (K, L1, L2)", "distinct actions"), tuple(prow),
-                            "held-out contexts; throughput = E[tau + 1] / modelled latency"))
-    tables.append(Table(("quantity", "value"), tuple(rows), "as returned by specoracle.gpu.selector.summary()"))
-    figs = ()
-    if prow:
-        figs = (Figure("selector.png", "Held-out throughput and block efficiency per policy",
-                       lambda path: _plot_selector(prow, path)),)
-    margin = summ.get("margin")
-    summary = ("Throughput and block efficiency of the learned (K, L1, L2) selector against the best static "
-               "action, the per-context oracle and traversal, on held-out contexts"
-               + (f"; selector over best static: {100 * margin:+.1f}% throughput." if isinstance(margin, float) else "."))
-    return Section("selector", 7, "Delayed tree expansion selector", "ok", summary, tuple(tables), figs,
-                   data=summ)
+    margins = selector_margins()
+    mrow = [(m.kind, m.seed, ", ".join(m.verifiers), _round(m.selector), f"{100 * m.over_static['specinfer']:+.2f}%",
+             _round(m.static["traversal"]), f"{100 * m.over_traversal:+.2f}%",
+             ", ".join(f"{v} {100 * x:.0f}%" for v, x in m.choices.items()), m.n_distinct) for m in margins]
+    tables = (
+        Table(("policy", "throughput (tokens / t_q)", "aggregate throughput", "block eff.", "verifier",
+               "action (K, L1, L2)", "distinct actions"), tuple(prow),
+              "joint selector (seed 0), held-out contexts; throughput = E[tau + 1] / modelled latency, "
+              "every verifier paying its measured twin cost"),
+        Table(("selector", "seed", "chooses among", "throughput", "over SpecInfer best static",
+               "traversal best static", "over traversal best static", "verifiers chosen", "distinct actions"), tuple(mrow),
+              "specoracle.selector.margins(): shipped checkpoints, held-out contexts"),
+        _verifier_table(compare_verifiers()),
+        Table(("quantity", "value"), tuple(rows), "as returned by specoracle.selector.summary()"),
+    )
+    figs = (Figure("selector.png", "Held-out throughput and block efficiency per policy",
+                   lambda path: _plot_selector(prow, path)),)
+    trav = [m.over_traversal for m in margins if m.kind == "joint"]
+    spec = [m.over_static["specinfer"] for m in margins if m.kind == "specinfer"]
+    summary = ("Throughput of the learned delay-and-branch selector on held-out contexts, every verifier paying "
+               "its measured cost. SpecInfer-only selector over SpecInfer's best static action: "
+               + ", ".join(f"{100 * x:+.1f}%" for x in spec) + " (seeds 0, 1); selector choosing the verifier too, "
+               "over traversal at its best static action: " + ", ".join(f"{100 * x:+.1f}%" for x in trav)
+               + ". Distinct actions on the held-out roots: " + ", ".join(str(m.n_distinct) for m in margins)
+               + " (validation picks early, nearly static policies).")
+    return Section("selector", 7, "Delayed tree expansion selector", "ok", summary, tables, figs,
+                   data={**summ, "margins": [m.to_dict() for m in margins]})
+
+
+def _verifier_table(cmp) -> Table:
+    """Each verifier at its best static action, measured cost per node, and the per-context oracles."""
+    rows = [(v, _round(cmp.latency.verify_cost(v)), str(cmp.static_action[v]), _round(t)) for v, t in cmp.static.items()]
+    rows += [("oracle over " + " + ".join(names), "-", "per context", _round(t)) for names, t in cmp.oracle.items()]
+    return Table(("verifier", "cost per node (draft steps)", "best static action", "throughput"), tuple(rows),
+                 f"specoracle.selector.compare_verifiers(): {cmp.n_test} held-out roots with SpecTr and GBV scored "
+                 "on the same trees, statics fitted in-sample (optimistic for every verifier)")
 
 
 def _round(v, nd: int = 5):

@@ -51,6 +51,26 @@ def test_spectr_gbv_rows_match_known_numbers(rows):
     assert grows.verdict == "does not hold here" and grows.deciding_case.startswith("E3 iid(2,2)")
 
 
+def test_selector_rows_follow_the_shipped_margins(rows):
+    # The three selector rows restate specoracle.selector.margins() (shipped checkpoints, two seeds)
+    # and their verdicts follow the rule on those numbers: a gain counts above two standard errors,
+    # from a selector that uses more than one action.
+    from specoracle.selector import margins
+
+    ms = margins()
+    spec = [m for m in ms if m.kind == "specinfer"]
+    joint = [m for m in ms if m.kind == "joint"]
+    assert [m.seed for m in spec] == [m.seed for m in joint] == [0, 1]
+    cases = [("raises its base verifier", spec, "specinfer"), ("beats Traversal Verification", spec, "traversal"),
+             ("also picks the verifier", joint, "traversal")]
+    for words, group, v in cases:
+        row = _row(rows, "DDTE", words)
+        assert row.verdict == verdict_of([m.over_static[v] > 2 * m.se_over_static[v] and m.n_distinct > 1
+                                          for m in group])
+        for m in group:
+            assert f"seed {m.seed} {100 * m.over_static[v]:+.1f}% (SE {100 * m.se_over_static[v]:.1f}%)" in row.measured
+
+
 def test_univer_and_ddte_rows(rows):
     assert _row(rows, "UniVer", "lossless").verdict == "holds"
     assert _row(rows, "UniVer", "over recursive rejection").verdict == "holds here but not there"
@@ -70,7 +90,7 @@ def test_verdict_rule(flags, verdict):
 
 
 def test_extra_rows_hook(monkeypatch):
-    for name in ("_gbv_rows", "_univer_rows", "_spectr_gbv_rows", "_ddte_rows"):
+    for name in ("_gbv_rows", "_univer_rows", "_spectr_gbv_rows", "_ddte_rows", "_selector_rows"):
         monkeypatch.setattr(claims, name, lambda quick: [])
     extra = Claim("DDTE (selector)", "selector beats traversal", "x", "does not hold here", "y")
     assert claim_rows([extra]) == [extra]

@@ -61,7 +61,7 @@ MODULES = _package_modules()
 
 def test_every_package_directory_is_walked():
     """A subpackage that the walk misses would lose its doctests silently."""
-    for sub in ("reference", "lp", "gpu", "reports", "mutants", "adapters"):
+    for sub in ("reference", "lp", "gpu", "reports", "mutants", "adapters", "selector"):
         assert any(m.startswith(f"specoracle.{sub}.") for m in MODULES), sub
 
 

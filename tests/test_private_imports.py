@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCOPES = ["reference", "specoracle/mutants"]
+SCOPES = ["reference", "specoracle/mutants", "specoracle/selector"]
 
 
 def private_imports(source: str) -> list[tuple[int, str]]:

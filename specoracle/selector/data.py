@@ -4,8 +4,8 @@ Roots are positions of the default corpus (standard-library sources), tokenised 
 :func:`specoracle.models.ngram_pair` (``V - 1`` most frequent characters + "other"). One n-gram
 pair (target order 4, draft order 2) is fitted once; each root is the model shifted by its context
 (:func:`specoracle.exact.shifted`), at several temperatures (:func:`specoracle.models.temperature`,
-both sides). For every root and every action ``(K, L1, L2)`` of :data:`~.selector.ACTIONS` the
-block efficiency ``E[tau + 1]`` of the chosen verifier is estimated as DDTE does: the mean over
+both sides). For every root and every action ``(K, L1, L2)`` of :data:`~.actions.ACTIONS` the
+block efficiency ``E[tau + 1]`` of every verifier of the configuration is estimated as DDTE does: the mean over
 ``s`` sampled delayed trees of the exact per-tree value ``E[tau + 1 | T]`` (exact average over
 all trees where the action has at most 64 possible trees: chains of depth <= 2 and (2, 0, 1) at
 V = 8). The per-tree value comes from DDTE Eq. 3
@@ -26,10 +26,11 @@ no held-out root shares its target state with a training root.
 """
 from __future__ import annotations
 
+import importlib.resources
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -40,39 +41,43 @@ from specoracle.instance import Instance
 from specoracle.randomness import Sampling, enumerate_law
 from specoracle.tree import Tree, TreeBuilder
 
-from .selector import ACTIONS, DEFAULT_DATA, N_BLOCKS, SCALAR_NAMES, features
+from .actions import ACTIONS, MAX_BRANCH, MAX_K, MAX_TRUNK, action_scheme, exact_actions
+from .root_features import N_BLOCKS, SCALAR_NAMES, features
 
 __all__ = [
     "DataConfig",
     "SelectorData",
-    "MAX_TRUNK",
-    "MAX_BRANCH",
-    "MAX_K",
+    "DATA_DIR",
+    "DEFAULT_DATA",
+    "EXTENDED_DATA",
     "draw_tokens",
     "action_tree",
     "tree_efficiency_backend",
     "root_block_efficiencies",
-    "exact_actions",
+    "TerminalCategorical",
     "corpus_ids",
     "generate",
+    "config_of",
+    "extend",
     "load",
     "load_default",
 ]
 
-MAX_K = max(a[0] for a in ACTIONS)
-MAX_TRUNK = max(a[1] for a in ACTIONS)
-MAX_BRANCH = max(a[2] for a in ACTIONS)
+DATA_DIR = Path(str(importlib.resources.files("specoracle"))) / "data"  # editable and wheel installs
+DEFAULT_DATA = DATA_DIR / "selector_data.npz"
+# the first 96 held-out roots of DEFAULT_DATA with SpecTr and GBV scored on the same trees (extend)
+EXTENDED_DATA = DATA_DIR / "selector_data_extended.npz"
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """What :func:`generate` builds (defaults: the shipped data set).
+    """What :func:`generate` builds (defaults: the shipped data set's roots and draws).
 
     ``n_contexts`` corpus positions x ``temperatures`` roots; ``samples`` trees per (root, action)
     (DDTE: s = 4), except actions with at most ``exact_max_trees`` possible trees, which are
-    averaged exactly; ``verifier`` the method the selector serves; ``traversal`` a second verifier
-    scored on the same trees for the comparison (None to skip); ``method`` the per-tree
-    efficiency backend (see :func:`tree_efficiency_backend`).
+    averaged exactly; ``verifiers`` the methods scored on the same trees (the selector chooses
+    among them, or serves the first); ``method`` the per-tree efficiency backend (see
+    :func:`tree_efficiency_backend`).
     """
 
     vocab: int = 8
@@ -85,8 +90,7 @@ class DataConfig:
     max_context: int = 64
     samples: int = 4
     exact_max_trees: int = 64
-    verifier: str = "specinfer"
-    traversal: str | None = "traversal"
+    verifiers: tuple[str, ...] = ("specinfer", "traversal")
     method: str = "auto"
     val_fraction: float = 0.15
     test_fraction: float = 0.25
@@ -97,11 +101,10 @@ class DataConfig:
 class SelectorData:
     """Roots with features and estimated block efficiencies.
 
-    Attributes (n roots, A actions, F features)
+    Attributes (n roots, M verifiers, A actions, F features)
     ----------
-    features : [n, F] float, :func:`~.selector.features` of each root.
-    be : [n, A] float, estimated ``E[tau + 1]`` of ``verifier`` for each action.
-    be_traversal : [n, A] float or None, the same for ``traversal``.
+    features : [n, F] float, :func:`~.root_features.features` of each root.
+    be : [n, M, A] float, estimated ``E[tau + 1]`` of each verifier for each action.
     temperature : [n]; context_length : [n]; position : [n] corpus index of the root;
     state : [n, target_order - 1] the n-gram state; split : [n] 0 train, 1 validation, 2 test.
     config : dict (the :class:`DataConfig` plus the backends used and generation seconds).
@@ -109,7 +112,6 @@ class SelectorData:
 
     features: np.ndarray
     be: np.ndarray
-    be_traversal: np.ndarray | None
     temperature: np.ndarray
     context_length: np.ndarray
     position: np.ndarray
@@ -117,13 +119,20 @@ class SelectorData:
     split: np.ndarray
     config: dict = field(default_factory=dict)
 
-    @property
-    def verifier(self) -> str:
-        return self.config.get("verifier", "?")
+    def __post_init__(self) -> None:
+        if self.be.ndim != 3 or self.be.shape[1] != len(self.verifiers) or self.be.shape[2] != len(ACTIONS):
+            raise InvalidInstance(f"be must be [n, M={len(self.verifiers)}, A={len(ACTIONS)}], got {self.be.shape}")
 
     @property
-    def traversal(self) -> str | None:
-        return self.config.get("traversal")
+    def verifiers(self) -> tuple[str, ...]:
+        """The verifiers scored, in the order of ``be``'s axis 1."""
+        return tuple(self.config["verifiers"])
+
+    def be_of(self, verifier: str) -> np.ndarray:
+        """``E[tau + 1]`` of one verifier, [n, A]."""
+        if verifier not in self.verifiers:
+            raise UnknownName(f"verifier {verifier!r} is not in this data set: {', '.join(self.verifiers)}")
+        return self.be[:, self.verifiers.index(verifier)]
 
     @property
     def width(self) -> int:
@@ -131,15 +140,14 @@ class SelectorData:
         return (self.features.shape[1] - len(SCALAR_NAMES)) // N_BLOCKS
 
     def describe(self) -> dict:
-        """Short description (sizes, verifier, backends) for reports and checkpoints."""
+        """Short description (sizes, verifiers, backends) for reports and checkpoints."""
         return dict(
             rows=int(len(self.be)),
-            actions=int(self.be.shape[1]),
+            actions=int(self.be.shape[2]),
             train=int((self.split == 0).sum()),
             validation=int((self.split == 1).sum()),
             test=int((self.split == 2).sum()),
-            verifier=self.verifier,
-            traversal=self.traversal,
+            verifiers=list(self.verifiers),
             backends=self.config.get("backends"),
             seconds=self.config.get("seconds"),
             samples=self.config.get("samples"),
@@ -148,12 +156,10 @@ class SelectorData:
     def subset(self, rows) -> "SelectorData":
         """The rows ``rows`` (indices or a boolean mask) as a new data set."""
         rows = np.asarray(rows)
-        take = lambda a: None if a is None else a[rows]  # noqa: E731
         return SelectorData(
-            features=self.features[rows], be=self.be[rows], be_traversal=take(self.be_traversal),
-            temperature=self.temperature[rows], context_length=self.context_length[rows],
-            position=self.position[rows], state=self.state[rows], split=self.split[rows],
-            config=dict(self.config),
+            features=self.features[rows], be=self.be[rows], temperature=self.temperature[rows],
+            context_length=self.context_length[rows], position=self.position[rows], state=self.state[rows],
+            split=self.split[rows], config=dict(self.config),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -169,8 +175,6 @@ class SelectorData:
             split=self.split.astype(np.int8),
             config=np.array(json.dumps(self.config)),
         )
-        if self.be_traversal is not None:
-            arrays["be_traversal"] = self.be_traversal.astype(np.float32)
         with open(path, "wb") as fh:
             np.savez_compressed(fh, **arrays)
         return path
@@ -185,7 +189,6 @@ def load(path: str | Path) -> SelectorData:
         return SelectorData(
             features=z["features"].astype(np.float64),
             be=z["be"].astype(np.float64),
-            be_traversal=z["be_traversal"].astype(np.float64) if "be_traversal" in z.files else None,
             temperature=z["temperature"].astype(np.float64),
             context_length=z["context_length"].astype(np.int64),
             position=z["position"].astype(np.int64),
@@ -262,7 +265,7 @@ def action_tree(action: tuple[int, int, int], chain, branches) -> Tree:
 
 
 # --- per-tree block efficiency ------------------------------------------------------------------
-class _TerminalCategorical:
+class TerminalCategorical:
     """Forwards Bernoulli coins; a categorical draw must be the last call and is not branched on."""
 
     def __init__(self, inner) -> None:
@@ -286,11 +289,9 @@ class _TerminalCategorical:
 
 
 def _eq3(name: str) -> Callable[[Instance], float] | None:
-    try:
-        from specoracle.reference import topdown
-    except ImportError:  # pragma: no cover - topdown ships with the package
-        return None
-    if name not in getattr(topdown, "METHODS", {}):
+    from specoracle.reference import topdown
+
+    if name not in topdown.METHODS:
         return None
     return lambda inst: float(topdown.tree_block_efficiency(name, inst))
 
@@ -303,7 +304,7 @@ def _coins(name: str) -> Callable[[Instance], float]:
 
     def be(inst: Instance) -> float:
         depths = inst.tree.depths
-        law, _ = enumerate_law(lambda r: depths[fn(inst, _TerminalCategorical(r)).node] + 1)
+        law, _ = enumerate_law(lambda r: depths[fn(inst, TerminalCategorical(r)).node] + 1)
         return float(sum(v * pr for v, pr in law))
 
     return be
@@ -349,37 +350,20 @@ def tree_efficiency_backend(name: str, method: str = "auto", *, runs: int = 16, 
     return method, fn
 
 
-def _drafted(action: tuple[int, int, int]) -> int:
-    """Number of draft draws of an action (``L1 + K L2``; ``L1 + L2`` for chains)."""
-    K, L1, L2 = action
-    return L1 + L2 if (K == 1 or L2 == 0) else L1 + K * L2
-
-
-def _action_scheme(action: tuple[int, int, int]):
-    from specoracle import drafting
-
-    K, L1, L2 = action
-    return drafting.chain(L1 + L2) if (K == 1 or L2 == 0) else drafting.delayed(K, L1, L2)
-
-
-def exact_actions(V: int, max_trees: int) -> tuple[bool, ...]:
-    """Which actions :func:`root_block_efficiencies` evaluates exactly (``V^draws <= max_trees``)."""
-    return tuple(V ** _drafted(a) <= max_trees for a in ACTIONS)
-
-
-def root_block_efficiencies(model, backends: list[Callable[[Instance], float]], rng: np.random.Generator,
-                            samples: int = 4, *, exact_max_trees: int = 0) -> np.ndarray:
+def root_block_efficiencies(model, backends: list[Callable[[Instance], float]], draws, *,
+                            exact_max_trees: int = 0) -> np.ndarray:
     """Estimated ``E[tau + 1]`` per action for one root, shape [len(backends), A].
 
-    ``model``: the root's ToyModel (prefix ``()`` = the root). Mean over ``samples`` draws of
-    :func:`draw_tokens` of the per-tree value; identical trees within a sample are scored once.
-    Actions with at most ``exact_max_trees`` possible draws (``V^(L1 + K L2)``) are instead
-    averaged exactly over every tree of the scheme with its probability (no sampling noise).
+    ``model``: the root's ToyModel (prefix ``()`` = the root); ``draws``: ``s`` results of
+    :func:`draw_tokens`. Mean over the draws of the per-tree value; identical trees within a draw
+    are scored once. Actions with at most ``exact_max_trees`` possible draws (``V^(L1 + K L2)``)
+    are instead averaged exactly over every tree of the scheme with its probability (no sampling
+    noise).
     """
     out = np.zeros((len(backends), len(ACTIONS)))
     is_exact = exact_actions(model.V, exact_max_trees)
-    for _ in range(samples):
-        chain, branches = draw_tokens(model, rng)
+    draws = list(draws)
+    for chain, branches in draws:
         cache: dict[Tree, np.ndarray] = {}
         for a, action in enumerate(ACTIONS):
             if is_exact[a]:
@@ -390,12 +374,13 @@ def root_block_efficiencies(model, backends: list[Callable[[Instance], float]], 
                 inst = Instance.from_model(model, tree)
                 val = cache[tree] = np.array([fn(inst) for fn in backends])
             out[:, a] += val
-    out /= samples
+    if draws:
+        out /= len(draws)
     done: dict[str, np.ndarray] = {}
     for a, action in enumerate(ACTIONS):
         if not is_exact[a]:
             continue
-        scheme = _action_scheme(action)
+        scheme = action_scheme(action)
         if scheme.name not in done:
             tot = np.zeros(len(backends))
             for tree, pr in scheme.enumerate(model):
@@ -427,51 +412,66 @@ def _split(states: np.ndarray, config: DataConfig, rng: np.random.Generator) -> 
     return np.array([label[k] for k in keys], dtype=np.int64)
 
 
-def generate(config: DataConfig = DataConfig(), *, progress: bool = False) -> SelectorData:
-    """Build the data set (see the module docstring); ``progress`` shows a tqdm bar."""
-    t0 = time.perf_counter()
+def _roots(config: DataConfig):
+    """The roots of ``config`` in order: ``(base, [(context, tempered model, root model, draws)])``.
+
+    Consumes one generator seeded with ``config.seed``: corpus positions, context lengths, then
+    ``config.samples`` calls of :func:`draw_tokens` per root -- so every data set built from the
+    same configuration scores the same trees (common random numbers across verifiers).
+    """
     rng = np.random.default_rng(config.seed)
     base = models.ngram_pair(target_order=config.target_order, draft_order=config.draft_order,
                              vocab=config.vocab, smoothing=config.smoothing)
     ids = corpus_ids(base)
     positions = np.sort(rng.choice(np.arange(config.max_context, len(ids)), size=config.n_contexts, replace=False))
     lengths = rng.integers(config.min_context, config.max_context + 1, size=config.n_contexts)
-    names = [config.verifier] + ([config.traversal] if config.traversal else [])
-    picked = [tree_efficiency_backend(n, config.method, seed=config.seed) for n in names]
-    backends = [fn for _, fn in picked]
     tempered = {T: models.temperature(base, T) for T in config.temperatures}
-    rows = [(i, T) for i in range(config.n_contexts) for T in config.temperatures]
-    feats, be, bet, temps, clen, pos, states = [], [], [], [], [], [], []
-    it = rows
-    if progress:
-        from tqdm import tqdm
 
-        it = tqdm(rows, desc="selector data")
+    def roots():
+        for i in range(config.n_contexts):
+            for T in config.temperatures:
+                ctx = tuple(int(t) for t in ids[positions[i] - lengths[i] : positions[i]])
+                root = exact.shifted(tempered[T], ctx)
+                yield int(positions[i]), T, ctx, tempered[T], root, [draw_tokens(root, rng) for _ in range(config.samples)]
+
+    return base, roots()
+
+
+def _bar(it, total: int, progress: bool, desc: str):
+    if not progress:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, total=total, desc=desc)
+
+
+def generate(config: DataConfig = DataConfig(), *, progress: bool = False) -> SelectorData:
+    """Build the data set (see the module docstring); ``progress`` shows a tqdm bar."""
+    t0 = time.perf_counter()
+    base, roots = _roots(config)
+    picked = [tree_efficiency_backend(n, config.method, seed=config.seed) for n in config.verifiers]
+    backends = [fn for _, fn in picked]
+    feats, be, temps, clen, pos, states = [], [], [], [], [], []
     k = config.target_order - 1
-    for i, T in it:
-        ctx = tuple(int(t) for t in ids[positions[i] - lengths[i] : positions[i]])
-        m = tempered[T]
+    n = config.n_contexts * len(config.temperatures)
+    for position, T, ctx, m, root, draws in _bar(roots, n, progress, "selector data"):
         feats.append(features(m, ctx, temperature=T))
-        vals = root_block_efficiencies(exact.shifted(m, ctx), backends, rng, config.samples,
-                                      exact_max_trees=config.exact_max_trees)
-        be.append(vals[0])
-        if config.traversal:
-            bet.append(vals[1])
+        be.append(root_block_efficiencies(root, backends, draws, exact_max_trees=config.exact_max_trees))
         temps.append(T)
         clen.append(len(ctx))
-        pos.append(positions[i])
+        pos.append(position)
         states.append(ctx[-k:])
     states_arr = np.array(states, dtype=np.int64)
     cfg = asdict(config)
     cfg["temperatures"] = list(config.temperatures)
-    cfg["backends"] = {n: m for n, (m, _) in zip(names, picked)}
+    cfg["verifiers"] = list(config.verifiers)
+    cfg["backends"] = {n: m for n, (m, _) in zip(config.verifiers, picked)}
     cfg["seconds"] = round(time.perf_counter() - t0, 1)
     cfg["token_names"] = list(base.token_names)
     cfg["exact_actions"] = [list(a) for a, e in zip(ACTIONS, exact_actions(base.V, config.exact_max_trees)) if e]
     return SelectorData(
         features=np.array(feats),
-        be=np.array(be),
-        be_traversal=np.array(bet) if config.traversal else None,
+        be=np.array(be).reshape(len(feats), len(config.verifiers), len(ACTIONS)),
         temperature=np.array(temps, dtype=np.float64),
         context_length=np.array(clen),
         position=np.array(pos),
@@ -479,3 +479,49 @@ def generate(config: DataConfig = DataConfig(), *, progress: bool = False) -> Se
         split=_split(states_arr, config, np.random.default_rng(config.seed + 1)),
         config=cfg,
     )
+
+
+def config_of(data: SelectorData) -> DataConfig:
+    """The :class:`DataConfig` a data set was generated with."""
+    names = {f.name for f in fields(DataConfig)}
+    cfg = {k: v for k, v in data.config.items() if k in names}
+    cfg["temperatures"] = tuple(cfg["temperatures"])
+    cfg["verifiers"] = tuple(cfg["verifiers"])
+    return DataConfig(**cfg)
+
+
+def extend(data: SelectorData, verifiers, *, rows=None, progress: bool = False) -> SelectorData:
+    """``data`` restricted to ``rows`` (default: all) with ``verifiers`` scored on the same trees.
+
+    Replays the draws of ``data``'s configuration (:func:`_roots`; every root is redrawn, only
+    ``rows`` are scored) and appends the new verifiers on ``be``'s axis 1. The replay is checked:
+    the first verifier of ``data`` is rescored on the first of ``rows`` and must match to float32
+    precision (else :class:`~specoracle.errors.SpecoracleError`).
+    """
+    t0 = time.perf_counter()
+    config = config_of(data)
+    verifiers = tuple(v for v in verifiers if v not in data.verifiers)
+    rows = np.arange(len(data.be)) if rows is None else np.asarray(rows, dtype=np.int64)
+    wanted = {int(r): j for j, r in enumerate(rows)}
+    picked = [tree_efficiency_backend(n, config.method, seed=config.seed) for n in verifiers]
+    check = tree_efficiency_backend(data.verifiers[0], data.config["backends"][data.verifiers[0]], seed=config.seed)[1]
+    new = np.zeros((len(rows), len(verifiers), len(ACTIONS)))
+    _, roots = _roots(config)
+    for r, (position, T, ctx, m, root, draws) in enumerate(_bar(roots, len(data.be), progress, "replay")):
+        if r not in wanted:
+            continue
+        if position != data.position[r] or abs(T - data.temperature[r]) > 1e-6:
+            raise SpecoracleError(f"row {r}: the replay drew a different root than the data set")
+        backends = [fn for _, fn in picked] + ([check] if r == rows[0] else [])
+        vals = root_block_efficiencies(root, backends, draws, exact_max_trees=config.exact_max_trees)
+        if r == rows[0] and np.abs(vals[-1] - data.be[r, 0]).max() > 1e-5 * np.abs(data.be[r, 0]).max():
+            raise SpecoracleError(f"row {r}: the replayed trees do not reproduce the stored {data.verifiers[0]} values")
+        new[wanted[r]] = vals[: len(verifiers)]
+    cfg = dict(data.config)
+    cfg["verifiers"] = list(data.verifiers + verifiers)
+    cfg["backends"] = {**data.config["backends"], **{n: m for n, (m, _) in zip(verifiers, picked)}}
+    cfg["extended_seconds"] = round(time.perf_counter() - t0, 1)
+    sub = data.subset(rows)
+    return SelectorData(features=sub.features, be=np.concatenate([sub.be, new], axis=1), temperature=sub.temperature,
+                        context_length=sub.context_length, position=sub.position, state=sub.state, split=sub.split,
+                        config=cfg)
