@@ -299,6 +299,8 @@ class Verdict:
     notes : what the portfolio did not check and why (a tree kind the verifier refused).
     minimal_case : for a failure, test code reproducing the smallest failing case found
         (:func:`specoracle.portfolio.shrink`), else empty.
+    raised : a portfolio case on which the verifier raised (``"ZeroDivisionError: ..."``): a
+        failure too, with no law to compare; empty otherwise.
     """
 
     status: str
@@ -329,6 +331,7 @@ class Verdict:
     skipped: tuple = ()
     notes: tuple = ()
     minimal_case: str = ""
+    raised: str = ""
 
     @property
     def lossless(self) -> bool:
@@ -357,6 +360,8 @@ class Verdict:
         cases = f"{count} case{'s' if count > 1 else ''}"
         where = f", on {self.worst}, {cases} run" if self.cases else ""
         if self.status == NOT_LOSSLESS:
+            if self.raised:
+                return f"NOT LOSSLESS (the verifier raised {self.raised.splitlines()[0]}{where})"
             if self.max_error is not None and self.tv_error is not None and self.p_value is None:
                 return f"NOT LOSSLESS (exact, max error {self.max_error:.2g}, TV {self.tv_error:.2g}{where})"
             return f"NOT LOSSLESS ({self.method}, n = {self.n:,}: p = {self.p_value:.2g} at alpha {self.alpha:g}{where})"
@@ -413,13 +418,15 @@ class Verdict:
         lines = [f"{self.verifier}: {self.words}",
                  f"  portfolio (zero configuration, specoracle.portfolio): {count} in {self.seconds:.1f} s"]
         for c in self.cases:
-            if c.method == "exact":
+            if c.raised:
+                what = f"FAIL raised {c.raised.splitlines()[0]}"
+            elif c.method == "exact":
                 what = f"{'ok  ' if c.lossless else 'FAIL'} max error {c.max_error:.2g}"
             else:
                 what = f"{c.status:<12} n = {c.n:,}, p = {c.p_value:.2g}, detects TV >= {c.detectable_tv:.2g}"
             lines.append(f"    {c.model:<40} {c.scheme:<15} {c.method:<5} {what}  ({c.seconds:.2f} s)")
         lines.append(f"  worst case: {self.worst}")
-        if self.status != LOSSLESS:
+        if self.status != LOSSLESS and self.worst_cells:
             kind = "law vs P" if self.method == "exact" else "observed vs expected"
             lines.append(f"  worst cells ({kind}):")
             for c in self.worst_cells:

@@ -204,6 +204,39 @@ def test_shrink_reaches_the_textbook_case():
     assert not again.lossless and abs(again.max_error - s.max_error) < 1e-15
 
 
+def _eager_residual(p, q):
+    """The residual normalised before it is needed (a kernel computing every row up front), in
+    Python floats: p == q leaves no mass, and 1 / 0 raises."""
+    r = np.maximum(np.asarray(p, float) - np.asarray(q, float), 0.0)
+    return r * (1.0 / float(r.sum()))
+
+
+def _eager(inst, rng):
+    p, q, tok = inst.p, inst.q, inst.tree.tokens
+    laws = [_eager_residual(p[i], q[i]) for i in range(inst.N)]  # raises where p == q
+    for i in range(1, inst.N):
+        if not rng.bernoulli(_ratio(p[i - 1][tok[i]], q[i - 1][tok[i]]), ("accept", i)):
+            return Outcome(i - 1, rng.categorical(laws[i - 1], ("residual", i - 1)))
+    return Outcome(inst.N - 1, rng.categorical(p[inst.N - 1], ("residual", inst.N - 1)))
+
+
+_eager.schemes = {"chain"}
+
+
+def test_a_verifier_that_raises_on_a_case_fails_it_with_a_minimal_case():
+    v = check_lossless(_eager, budget_seconds=20)
+    assert not v.lossless and v.raised.startswith("ZeroDivisionError"), v.summary()
+    assert v.words.startswith("NOT LOSSLESS (the verifier raised ZeroDivisionError")
+    namespace = {"_eager": _eager}
+    exec(compile(v.minimal_case, "<minimal>", "exec"), namespace)
+    assert "raises ZeroDivisionError" in v.minimal_case
+    with pytest.raises(ZeroDivisionError):
+        namespace["test_eager_minimal_case"]()
+    # the shrunk model holds a row with p == q, the only place the bug fires
+    m = re.search(r"context_free\((\[[^\]]*\]), (\[[^\]]*\])", v.minimal_case)
+    assert m is None or m.group(1) == m.group(2)
+
+
 def test_shrink_refuses_a_passing_case():
     with pytest.raises(InvalidArgument, match="passes"):
         portfolio.shrink("bv", parse_model("E1"), parse_scheme("chain(2)"), {"chain"})
