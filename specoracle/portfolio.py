@@ -3,7 +3,8 @@
 ``check_lossless(verifier)`` with no model and no scheme (``specoracle check NAME`` with no
 ``--model``/``--scheme``) runs :data:`PORTFOLIO`, one table of :class:`Case` rows, in order:
 
-- where bugs hide: vocabularies V = 2..6 (some bugs need V >= 5), random pairs at divergence 0.5,
+- where bugs hide: vocabularies V = 2..6 (some bugs need V >= 5) and V = 9, 12, 17, 33 (just past
+  the tiles of 8, 16, 32 tokens that kernels work in), random pairs at divergence 0.5,
   0.01, 0.001 (p close to q: ratios near 1, residuals near 0) and 0 (p == q), context-dependent rows
   (the named examples E1-E5, n-gram pairs fitted to real text), sparse rows (zeros in p, zeros in
   q, q = 0 where p > 0, one-hot rows; :func:`specoracle.models.sparse_model`), temperature, top-k and
@@ -129,6 +130,13 @@ PORTFOLIO: tuple[Case, ...] = (
     _c(2, "random:5:10|top_p=0.8[both]", "chain(2)", "top-p on both sides"),
     _c(2, "random:4:11|T=0.7[both]|top_k=3[target]", "iid(2,1)", "temperature and top-k, two drafts"),
     _c(2, "random:5:12|top_p=0.7[draft]", "wor(2,1)", "top-p draft without replacement"),
+    _c(2, "random:9:22", "chain(1)", "V=9: a vocabulary tile of 8 and its tail"),
+    _c(2, "random:17:23:0.01", "chain(1)", "V=17: tiles of 16, p near q"),
+    _c(2, "random:33:24", "chain(1)", "V=33: tiles of 32"),
+    _c(2, "random:9:25", "chain(2)", "V=9 at depth 2"),
+    _c(2, "random:9:26", "iid(2,1)", "V=9, two drafts"),
+    _c(2, "random:9:27", "wor(2)", "V=9 without replacement"),
+    _c(2, "random:5:28|T=0.25[both]", "chain(2)", "sharp rows (T = 1/4): probabilities down to 1e-9"),
     _c(2, "ngram:4", "chain(3)", "n-gram pair fitted to text, depth 3"),
     _c(2, "ngram:3:2:1", "iid(2,2)", "n-gram pair, two paths of depth 2"),
     # tier 3: depth 3-4, k = 2-3, V = 5-6
@@ -149,6 +157,8 @@ PORTFOLIO: tuple[Case, ...] = (
     _c(3, "random:5:19:0.01", "iid(3,1)", "V=5, three drafts, p near q"),
     _c(3, "sparse:5:7:q_zeros", "chain(3)", "residual-only tokens at depth 3"),
     _c(3, "E5", "chain(4)", "depth 4 on V=4"),
+    _c(3, "E2", "iid(4,1)", "four i.i.d. drafts"),
+    _c(3, "random:12:29:0.001", "chain(2)", "V=12, p close to q"),
     # tier 4: seconds each
     _c(4, "E5", "iid(2,2)", "two paths of depth 2 on V=4"),
     _c(4, "E2", "iid(3,2)", "three paths of depth 2"),
