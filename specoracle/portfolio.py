@@ -35,6 +35,7 @@ not accepted (a chain verifier refuses branching trees), the others are checked.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -251,7 +252,7 @@ def run(verifier, *, model=None, scheme=None, budget_seconds: float = BUDGET_SEC
     :class:`specoracle.check.Verdict` with ``cases`` (one verdict per row run), ``skipped``, and
     for a failure ``minimal_case`` (code). ``model``/``scheme`` fix one side of every row.
     ``options`` go to :func:`specoracle.check.check_lossless` for each row; ``max_seconds`` caps
-    any one case.
+    any one case; ``progress`` prints each case's verdict on stderr as it comes.
 
     >>> v = run("naive", budget_seconds=3)
     >>> v.lossless, v.kind, len(v.cases) > 5
@@ -315,7 +316,7 @@ def run(verifier, *, model=None, scheme=None, budget_seconds: float = BUDGET_SEC
             failure = (case, v, m, type(exc))
             break
         if progress:
-            print(f"  {case.model:<32} {case.scheme:<16} {v.words}", flush=True)
+            print(f"  {case.model:<40} {case.scheme:<16} {v.words}", file=sys.stderr, flush=True)
         ran.append((case, v))
         if v.estimated_seconds and v.estimated_seconds >= 0.005:  # below, fixed costs swamp the rate
             spent_est += v.estimated_seconds
