@@ -89,7 +89,7 @@ def test_the_table_covers_where_bugs_hide():
     assert {1, 2, 3, 4} <= chains
     for kind in KINDS[1:]:
         ks = [max(s.k, max(s.branching, default=1)) for _, _, s in rows if s.kind == kind]
-        assert ks and max(ks) == 3, kind  # every tree kind, up to k = 3 drafts per node
+        assert ks and max(ks) >= 3, kind  # every tree kind, with up to k = 3 (or more) drafts per node
     assert max(s.depth for _, _, s in rows if s.kind != "chain") >= 3  # trees of depth 3
     # p close to q (but not equal) and p == q, measured on the rows themselves
     gaps = [float(np.abs(np.asarray(m.p(()), float) - np.asarray(m.q(()), float)).max()) for _, m, _ in rows]
