@@ -3,7 +3,8 @@
 ``check_lossless(verifier)`` with no model and no scheme (``specoracle check NAME`` with no
 ``--model``/``--scheme``) runs :data:`PORTFOLIO`, one table of :class:`Case` rows, in order:
 
-- where bugs hide: vocabularies V = 2..6 (some bugs need V >= 5), random pairs at divergence 0.5,
+- where bugs hide: vocabularies V = 2..6 (some bugs need V >= 5) and V = 9, 12, 17, 33 (just past
+  the tiles of 8, 16, 32 tokens that kernels work in), random pairs at divergence 0.5,
   0.01, 0.001 (p close to q: ratios near 1, residuals near 0) and 0 (p == q), context-dependent rows
   (the named examples E1-E5, n-gram pairs fitted to real text), sparse rows (zeros in p, zeros in
   q, q = 0 where p > 0, one-hot rows; :func:`specoracle.models.sparse_model`), temperature, top-k and
@@ -19,7 +20,9 @@ in tiers, most revealing per second first; within a tier a verifier runs the row
 it accepts, cheapest first (:func:`specoracle.check.exact_work`).
 Each row is checked exactly when :func:`specoracle.check.estimate_exact` fits in the budget left
 (chi-squared for verifiers that cannot be enumerated); a row that no longer fits is skipped and
-listed. The run stops at the first confirmed failure and shrinks it (:func:`shrink`) to a minimal
+listed. A case on which the verifier raises is a failure too (its error is the evidence; a plain
+callable's first case of a tree kind excepted, see below). The run stops at the first failure and
+shrinks it (:func:`shrink`) to a minimal
 failing case: the smallest scheme (depth, drafts, kind) that still fails, then the model made
 context-free, tokens dropped (smallest V), and rows rounded to short decimals, each step kept only
 while the failure persists. The verdict prints it as code to paste into a test.
@@ -32,6 +35,7 @@ not accepted (a chain verifier refuses branching trees), the others are checked.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -40,7 +44,7 @@ import numpy as np
 
 from . import check
 from .drafting import KINDS, Scheme, chain, delayed, iid, parse_scheme, without_replacement
-from .errors import BudgetExceeded, InvalidArgument, SpecoracleError
+from .errors import BudgetExceeded, InvalidArgument
 from .examples import parse_model
 from .exact import LOSSLESS_TOL
 from .models import ToyModel, context_free, tabulated
@@ -127,6 +131,13 @@ PORTFOLIO: tuple[Case, ...] = (
     _c(2, "random:5:10|top_p=0.8[both]", "chain(2)", "top-p on both sides"),
     _c(2, "random:4:11|T=0.7[both]|top_k=3[target]", "iid(2,1)", "temperature and top-k, two drafts"),
     _c(2, "random:5:12|top_p=0.7[draft]", "wor(2,1)", "top-p draft without replacement"),
+    _c(2, "random:9:22", "chain(1)", "V=9: a vocabulary tile of 8 and its tail"),
+    _c(2, "random:17:23:0.01", "chain(1)", "V=17: tiles of 16, p near q"),
+    _c(2, "random:33:24", "chain(1)", "V=33: tiles of 32"),
+    _c(2, "random:9:25", "chain(2)", "V=9 at depth 2"),
+    _c(2, "random:9:26", "iid(2,1)", "V=9, two drafts"),
+    _c(2, "random:9:27", "wor(2)", "V=9 without replacement"),
+    _c(2, "random:5:28|T=0.25[both]", "chain(2)", "sharp rows (T = 1/4): probabilities down to 1e-9"),
     _c(2, "ngram:4", "chain(3)", "n-gram pair fitted to text, depth 3"),
     _c(2, "ngram:3:2:1", "iid(2,2)", "n-gram pair, two paths of depth 2"),
     # tier 3: depth 3-4, k = 2-3, V = 5-6
@@ -147,6 +158,8 @@ PORTFOLIO: tuple[Case, ...] = (
     _c(3, "random:5:19:0.01", "iid(3,1)", "V=5, three drafts, p near q"),
     _c(3, "sparse:5:7:q_zeros", "chain(3)", "residual-only tokens at depth 3"),
     _c(3, "E5", "chain(4)", "depth 4 on V=4"),
+    _c(3, "E2", "iid(4,1)", "four i.i.d. drafts"),
+    _c(3, "random:12:29:0.001", "chain(2)", "V=12, p close to q"),
     # tier 4: seconds each
     _c(4, "E5", "iid(2,2)", "two paths of depth 2 on V=4"),
     _c(4, "E2", "iid(3,2)", "three paths of depth 2"),
@@ -239,10 +252,10 @@ def run(verifier, *, model=None, scheme=None, budget_seconds: float = BUDGET_SEC
     :class:`specoracle.check.Verdict` with ``cases`` (one verdict per row run), ``skipped``, and
     for a failure ``minimal_case`` (code). ``model``/``scheme`` fix one side of every row.
     ``options`` go to :func:`specoracle.check.check_lossless` for each row; ``max_seconds`` caps
-    any one case.
+    any one case; ``progress`` prints each case's verdict on stderr as it comes.
 
-    >>> v = run("naive", budget_seconds=30)
-    >>> v.lossless, v.kind, len(v.cases) > 10
+    >>> v = run("naive", budget_seconds=3)
+    >>> v.lossless, v.kind, len(v.cases) > 5
     (True, 'exact', True)
     """
     t0 = time.perf_counter()
@@ -257,6 +270,9 @@ def run(verifier, *, model=None, scheme=None, budget_seconds: float = BUDGET_SEC
     costs = {c: check.exact_work(built[c.model], parse_scheme(c.scheme), stateful=stateful) for c in rows}
     # within a tier, cheapest first (the table order breaks ties)
     rows.sort(key=lambda c: (c.tier, costs[c]))
+    if options.get("method") == "exact" and not _enumerable(fn):
+        raise InvalidArgument("method='exact' is impossible: the verifier's randomness cannot be enumerated "
+                              "(a block sampler, or enumerable=False); use method='chi2'")
     refused: dict[str, str] = {}
     alpha = options.pop("alpha", 0.01)
     if not _enumerable(fn) or options.get("method") == "chi2":
@@ -291,32 +307,45 @@ def run(verifier, *, model=None, scheme=None, budget_seconds: float = BUDGET_SEC
             skipped.append((case, "over the budget left"))
             sampling_full = sampling_full or not _enumerable(fn) or options.get("method") == "chi2"
             continue
-        except SpecoracleError as exc:
-            if declared is not None or kind == "chain" or any(c.kind == kind for c, _ in ran):
-                raise
-            refused[kind] = str(exc).splitlines()[0]  # a plain callable refusing a kind it cannot verify
-            continue
+        except Exception as exc:  # noqa: BLE001 - a verifier that raises on a case fails it
+            if declared is None and kind != "chain" and not any(c.kind == kind for c, _ in ran):
+                refused[kind] = str(exc).splitlines()[0]  # a plain callable refusing a kind it cannot verify
+                continue
+            v = _raised(fn, case, m, exc, options, alpha)
+            ran.append((case, v))
+            failure = (case, v, m, type(exc))
+            break
         if progress:
-            print(f"  {case.model:<32} {case.scheme:<16} {v.words}", flush=True)
+            print(f"  {case.model:<40} {case.scheme:<16} {v.words}", file=sys.stderr, flush=True)
         ran.append((case, v))
         if v.estimated_seconds and v.estimated_seconds >= 0.005:  # below, fixed costs swamp the rate
             spent_est += v.estimated_seconds
             spent_real += v.seconds
             slowdown = max(1.0, spent_real / spent_est)
         if v.status == check.NOT_LOSSLESS:
-            failure = (case, v, m)
+            failure = (case, v, m, None)
             break
     if not ran:
         raise BudgetExceeded(f"no portfolio case fits in budget_seconds={budget:g} (--budget); raise the budget. "
                              f"The first case refused: {first_refusal}")
     minimal = ""
-    if failure is not None and failure[1].method == "exact":
-        case, v, m = failure
+    if failure is not None and (failure[1].method == "exact" or failure[3] is not None):
+        case, v, m, crash = failure
         left = max(budget - (time.perf_counter() - t0), 10.0)
-        minimal = shrink(fn, m, parse_scheme(case.scheme), declared or (KINDS if not refused else
-                                                                         tuple(k for k in KINDS if k not in refused)),
-                         seconds=left).code(_verifier_label(verifier, fn))
+        kinds = declared or tuple(k for k in KINDS if k not in refused)
+        minimal = shrink(fn, m, parse_scheme(case.scheme), kinds, seconds=left, raises=crash,
+                         method="exact" if _enumerable(fn) else "chi2").code(_verifier_label(verifier, fn))
     return _aggregate(verifier, fn, ran, skipped, refused, failure, minimal, t0)
+
+
+def _raised(fn, case: Case, model: ToyModel, exc: Exception, options: dict, alpha: float):
+    """The verdict of a case on which the verifier raised ``exc``: NOT LOSSLESS, with the error."""
+    return check.Verdict(
+        status=check.NOT_LOSSLESS, method="exact" if _enumerable(fn) and options.get("method") != "chi2" else "chi2",
+        verifier=resolve(fn).name if not check.is_block_sampler(fn) else getattr(fn, "name", "sampler"),
+        model=model.name, scheme=case.scheme, n=0, alpha=alpha, power=options.get("power", 0.99),
+        tv=options.get("tv", 0.01), detectable_tv=0.0, block_efficiency=0.0, raised=f"{type(exc).__name__}: {exc}",
+    )
 
 
 def _enumerable(fn) -> bool:
@@ -342,15 +371,15 @@ def _aggregate(verifier, fn, ran, skipped, refused, failure, minimal, t0):
     else:
         status = check.INCONCLUSIVE if any(v.status == check.INCONCLUSIVE for v in verdicts) \
             else check.LOSSLESS
-        worst = max(exact, key=lambda v: v.max_error) if exact and not sampled else \
+        worst = max(exact, key=lambda v: v.max_error or 0.0) if exact and not sampled else \
             min(sampled, key=lambda v: v.p_value if v.p_value is not None else 1.0)
     name = resolve(fn).name if not isinstance(verifier, (str, Entry)) else _verifier_label(verifier, fn)
     notes = tuple(f"kind {k} not run: the verifier refused its first case ({why})" for k, why in refused.items())
     return replace(
         worst, status=status, verifier=name, model="portfolio", scheme=f"{len(verdicts)} cases",
         n=sum(v.n for v in verdicts), detectable_tv=max(v.detectable_tv for v in verdicts),
-        max_error=max(v.max_error for v in exact) if exact else None,
-        tv_error=max(v.tv_error for v in exact) if exact else None,
+        max_error=max((v.max_error for v in exact if v.max_error is not None), default=None),
+        tv_error=max((v.tv_error for v in exact if v.tv_error is not None), default=None),
         method="exact" if not sampled else "chi2", cases=tuple(verdicts),
         skipped=tuple(f"{c.model} {c.scheme}: {why}" for c, why in skipped), notes=notes,
         minimal_case=minimal, worst=f"{worst.model} {worst.scheme}", seconds=time.perf_counter() - t0,
@@ -362,13 +391,15 @@ def _aggregate(verifier, fn, ran, skipped, refused, failure, minimal, t0):
 @dataclass(frozen=True)
 class Shrunk:
     """A minimal failing case: ``model`` (its rows in ``p_rows``/``q_rows``, prefix -> row, the
-    root row for every prefix not listed), ``scheme``, and the exact ``max_error`` it shows."""
+    root row for every prefix not listed), ``scheme``, and the exact ``max_error`` it shows (or the
+    exception type it ``raises``: ``max_error`` is then ``inf``)."""
 
     V: int
     p_rows: dict
     q_rows: dict
     scheme: Scheme
     max_error: float
+    raises: str = ""
 
     @property
     def model(self) -> ToyModel:
@@ -393,9 +424,10 @@ class Shrunk:
         else:
             target, note = _ident(verifier), f"# {_ident(verifier)}: the verifier under test (import it here)\n"
         return (f"from specoracle import check_lossless\n{imports}{note}\n\n"
-                f"def test_{_ident(verifier)}_minimal_case():\n{build}"
+                f"def test_{_ident(verifier).strip('_')}_minimal_case():\n{build}"
                 f"    verdict = check_lossless({target}, model, {self.scheme.name!r}, method=\"exact\")\n"
-                f"    assert verdict.lossless, verdict.summary()  # fails today: max |law - P| = {self.max_error:.3g}\n")
+                f"    assert verdict.lossless, verdict.summary()  # fails today: "
+                f"{f'raises {self.raises}' if self.raises else f'max |law - P| = {self.max_error:.3g}'}\n")
 
 
 def _is_registry_name(name: str) -> bool:
@@ -405,8 +437,10 @@ def _is_registry_name(name: str) -> bool:
 
 
 def _ident(name: str) -> str:
+    if name.isidentifier():
+        return name
     out = "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
-    return out or "verifier"
+    return out if out.isidentifier() else "my_verifier"
 
 
 def _fmt_row(row) -> str:
@@ -459,13 +493,17 @@ def _round_row(row: np.ndarray, d: int) -> np.ndarray | None:
     return np.array([float(Fraction(int(b), d)) for b in base])
 
 
-def shrink(verifier, model: ToyModel, scheme: Scheme, kinds, *, seconds: float = 20.0, tol: float = LOSSLESS_TOL) -> Shrunk:
-    """A minimal failing case for ``verifier``, known to fail exactly on ``model``/``scheme``.
+def shrink(verifier, model: ToyModel, scheme: Scheme, kinds, *, seconds: float = 20.0, tol: float = LOSSLESS_TOL,
+           raises: type | None = None, method: str = "exact") -> Shrunk:
+    """A minimal failing case for ``verifier``, known to fail exactly on ``model``/``scheme`` (or,
+    with ``raises``, known to raise that exception type there; ``method="chi2"`` for a verifier
+    that cannot be enumerated, which only shrinks such crashes).
 
     Steps, each kept only while the exact check still fails: the smallest scheme of the accepted
     ``kinds`` (by depth + drafts); the model as tables of the prefixes that scheme reads; one row
     for every prefix (context-free); tokens dropped one at a time (smallest V, rows renormalised);
-    rows rounded to multiples of 1/2, 1/4, 1/5, 1/10, 1/20, 1/100 (zeros kept). Work stops after
+    rows of deep prefixes left to the root row; rows rounded to multiples of 1/2, 1/4, 1/5, 1/10,
+    1/20, 1/100 (zeros kept); the model steps twice, then the scheme once more. Work stops after
     ``seconds``; the case found so far is returned.
     """
     t0 = time.perf_counter()
@@ -474,11 +512,13 @@ def shrink(verifier, model: ToyModel, scheme: Scheme, kinds, *, seconds: float =
         if time.perf_counter() - t0 > seconds:
             return None
         try:
-            v = check.check_lossless(verifier, m, s, method="exact", tol=tol,
-                                             max_seconds=max(seconds - (time.perf_counter() - t0), 1e-3))
-        except SpecoracleError:
+            v = check.check_lossless(verifier, m, s, method=method, tol=tol, n=100 if method == "chi2" else None,
+                                     max_seconds=max(seconds - (time.perf_counter() - t0), 1e-3))
+        except BudgetExceeded:
             return None
-        return v.max_error if v.status == check.NOT_LOSSLESS else None
+        except Exception as exc:  # noqa: BLE001 - the crash being shrunk, or another failure
+            return math.inf if raises is not None and isinstance(exc, raises) else None
+        return v.max_error if raises is None and v.status == check.NOT_LOSSLESS else None
 
     err = fails(model, scheme)
     if err is None:
@@ -496,6 +536,23 @@ def shrink(verifier, model: ToyModel, scheme: Scheme, kinds, *, seconds: float =
         e = fails(_build(V2, p2, q2), scheme)
         return e
 
+    for _ in range(2):  # a second pass: rounding can make rows equal that context or tokens needed
+        V, p, q, err = _simplify(V, p, q, err, scheme, attempt)
+    for s in _candidate_schemes(scheme, kinds):  # the simpler model may fail on a smaller scheme
+        if s.name == scheme.name:
+            break
+        e = fails(_build(V, p, q), s)
+        if e is not None:
+            scheme, err = s, e
+            break
+    p = {u: tuple(float(x) for x in r) for u, r in p.items()}
+    q = {u: tuple(float(x) for x in r) for u, r in q.items()}
+    return Shrunk(V, p, q, scheme, float(err), raises.__name__ if raises is not None else "")
+
+
+def _simplify(V, p, q, err, scheme, attempt):
+    """One pass of the model steps of :func:`shrink`: context-free, drop tokens, prune deep rows,
+    round rows; each kept only while ``attempt(V, p, q)`` still fails."""
     # one row for every prefix
     cf_p, cf_q = {(): p[()]}, {(): q[()]}
     e = attempt(V, cf_p, cf_q)
@@ -542,9 +599,7 @@ def shrink(verifier, model: ToyModel, scheme: Scheme, kinds, *, seconds: float =
         if e is not None:
             p, q, err = rp, rq, e
             break
-    p = {u: tuple(float(x) for x in r) for u, r in p.items()}
-    q = {u: tuple(float(x) for x in r) for u, r in q.items()}
-    return Shrunk(V, p, q, scheme, float(err))
+    return V, p, q, err
 
 
 def _drop(V: int, p: dict, q: dict, j: int):

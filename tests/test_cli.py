@@ -210,12 +210,14 @@ def test_options_left_out_take_the_library_defaults(capsys, monkeypatch):
     real = check.check_lossless
 
     def spy(*args, **kw):
-        seen.update(kw)
+        if not seen:  # the CLI's call (the portfolio's own calls per case follow)
+            seen.update(kw, model=args[1], scheme=args[2])
         return real(*args, **kw)
 
     monkeypatch.setattr(check, "check_lossless", spy)
-    code, _, _ = run(capsys, "check", "naive", "--method", "exact")
-    assert code == 0 and set(seen) == {"method", "progress"}
+    code, _, _ = run(capsys, "check", "naive", "--method", "exact", "--budget", "2")
+    assert code == 0 and set(seen) == {"method", "progress", "budget_seconds", "model", "scheme"}
+    assert seen["model"] is None and seen["scheme"] is None  # zero configuration
 
 
 def test_default_scheme_is_one_the_verifier_accepts():
@@ -306,7 +308,8 @@ def test_check_module_function_on_one_case(capsys, user_dir):
     code, out, _ = run(capsys, "check", "userverifiers:buggy", "--model", "E1", "--scheme", "chain(2)",
                        "--method", "exact", "--json")
     v = json.loads(out)
-    assert code == 1 and v["cases"] == [] and abs(v["max_error"] - 0.048) < 1e-3  # bv_cumprod on E1, L = 2
+    # ALGORITHMS-2.md §11 M4 (BV without the clamp, cumprod(p/q)): E1, L = 2, error 0.0741 = 2/27
+    assert code == 1 and v["cases"] == [] and abs(v["max_error"] - 2 / 27) < 1e-9
 
 
 @pytest.mark.parametrize("spec,fragment", [("userverifiers:nope", "nope"), ("no_such_module:f", "no_such_module"),
