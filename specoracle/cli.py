@@ -142,8 +142,9 @@ def _cmd_check(args):
 
         kw = _kwargs(args, (*design, "method", "max_seconds"))
         v = check_lossless(verifier, model, scheme, progress=not args.no_progress, **kw)
-        out = {k: getattr(v, k) for k in v.__dataclass_fields__ if k not in ("tests", "worst_cells")}
+        out = {k: getattr(v, k) for k in v.__dataclass_fields__ if k not in ("tests", "worst_cells", "stages")}
         out["verifier"], out["lossless"], out["table"] = args.name, v.lossless, v.table()
+        out["confirmation"], out["stages"] = v.confirmation, [asdict(s) for s in v.stages]
         out["worst_cells"] = [asdict(c) for c in v.worst_cells]
     out = jsonable(out)
     return _STATUS_EXIT[out["status"]], out, _check_text(out, args.verbose)
@@ -151,12 +152,16 @@ def _cmd_check(args):
 
 def _check_text(out: dict, verbose: bool) -> str:
     lines = [f"{out['verifier']} on {out['model']} {out['scheme']} [{out['method']}]: {out['status'].upper()}"]
-    skip = {"status", "lossless", "verifier", "model", "scheme", "method", "table", "worst_cells", "estimated_seconds"}
+    skip = {"status", "lossless", "verifier", "model", "scheme", "method", "table", "worst_cells", "estimated_seconds",
+            "stages"}
     if out["method"] == "exact":  # the sampling design does not apply to an exact verdict
         skip |= {"n", "alpha", "power", "tv", "tv_ceiling", "detectable_tv", "seed", "seconds"}
     for k, v in out.items():
         if k not in skip and v is not None:
             lines.append(f"  {k}: {f'{v:.6g}' if isinstance(v, float) else v}")
+    for i, st in enumerate(out.get("stages") or []):
+        lines.append(f"  {('first stage', 'confirmation')[min(i, 1)]}: p = {st['p_value']:.3g} at alpha {st['alpha']}, "
+                     f"n = {st['n']}, seed {st['seed']}")
     if out.get("worst_cells"):
         lines.append("  worst cells (observed vs expected):")
         lines += [f"    {c['label']:<14} {c['observed']:.6g} vs {c['expected']:.6g}" for c in out["worst_cells"]]
