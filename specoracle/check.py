@@ -521,8 +521,10 @@ class _Sampler:
         return list(seen.items())
 
     def seconds_per_row(self, n: int, seed: int) -> float:
-        """Wall seconds per row, timed on rows drawn with ``seed`` (doubling the number of rows
-        until about 0.25 s is spent; the last round's rate, so one-off costs do not count)."""
+        """Wall seconds per row, timed on rows drawn with ``seed`` after one untimed row (one-off
+        costs such as an engine's first call or lazy imports do not count), doubling the number of
+        rows until about 0.25 s is spent; the last round's rate."""
+        self.draw(1, stats.derive_seed(seed, "calibrate", "warm-up"))
         k, spent, rate = min(n, 8), 0.0, 0.0
         while True:
             t0 = time.perf_counter()
