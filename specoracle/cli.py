@@ -1,4 +1,4 @@
-"""The ``specoracle`` command line: ``report``, ``check``, ``bound``, ``bench``, ``claims``.
+"""The ``specoracle`` command line: ``report``, ``check``, ``bound``, ``bench``, ``claims``, ``engines``.
 
 A thin shell over public functions with the same parameter names; an option left out is not
 passed, so the library's default applies:
@@ -14,7 +14,12 @@ passed, so the library's default applies:
 - ``specoracle bound --model E2 --scheme "iid(2,2)"``: the LP bounds of :mod:`specoracle.lp` next
   to the exact block efficiency of every registered verifier that accepts the scheme;
 - ``specoracle bench``: :func:`specoracle.gpu.bench` (torch vs reference vs roofline);
-- ``specoracle claims``: :func:`specoracle.claims.claim_rows` (the seed papers' claims, measured).
+- ``specoracle claims``: :func:`specoracle.claims.claim_rows` (the seed papers' claims, measured);
+- ``specoracle engines [--engine E] [--quick] [--seed S]``:
+  :func:`specoracle.adapters.conformance.conformance` (each installed engine's verdict on fixed
+  cases with ``n`` and detectable TV; engines not installed listed as skipped with the install
+  command); exit 1 when a case's verdict differs from the expected one or an engine raised, 4 when
+  a case is inconclusive.
 
 Budgets: ``check`` and ``bound`` estimate their work first and refuse a request whose estimate
 exceeds ``--max-seconds`` (default 900) or ``--max-memory-gb`` (default 4), naming the estimate
@@ -273,6 +278,25 @@ def _cmd_claims(args):
     return EXIT_OK, jsonable([r.to_dict() for r in rows]), text
 
 
+# --- engines -----------------------------------------------------------------------------------
+def _cmd_engines(args):
+    from specoracle.adapters.conformance import ALPHA, conformance, conformance_table
+    from specoracle.reports import jsonable
+    from specoracle.stats import false_alarm_rate
+
+    rows = conformance(args.engine, quick=args.quick, **_kwargs(args, ("seed",)))
+    verdicts = [r.verdict for r in rows]
+    code = EXIT_FAIL if any(r.agrees is False or r.verdict == "error" for r in rows) else (
+        EXIT_INCONCLUSIVE if "inconclusive" in verdicts else EXIT_OK)
+    ran = sum(r.p_value is not None for r in rows)
+    family = (f"{ran} cases ran, one family: Holm at alpha {ALPHA} at both stages (a flag is confirmed on an "
+              f"independent seed); a table of lossless engines shows a false alarm with probability <= "
+              f"{false_alarm_rate(ALPHA):.0e}")
+    payload = {"rows": [r.as_dict() for r in rows], "alpha": ALPHA, "family": family,
+               "ok": code == EXIT_OK}
+    return code, jsonable(payload), conformance_table(rows) + "\n" + family
+
+
 # --- parser ------------------------------------------------------------------------------------
 def _int_at_least(lo: int):
     def parse(text: str) -> int:
@@ -308,20 +332,21 @@ def build_parser() -> argparse.ArgumentParser:
                "1 a check failed, 2 usage or input error, 3 internal error, 4 inconclusive.",
     )
     p.add_argument("--version", action="version", version=f"specoracle {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{report,check,bound,bench,claims}")
+    sub = p.add_subparsers(dest="command", metavar="{report,check,bound,bench,claims,engines}")
     sub.required = True
     seed = dict(type=_int_at_least(0), default=None, help="base seed, >= 0 (default: 0)")
 
     r = sub.add_parser("report", help="write the full report (md, html, json, png)",
                        description="Run every section (exact losslessness, chi-squared of torch twins, "
-                                   "efficiency vs LP bounds, parity, mutants, delayed expansion, selector) "
+                                   "efficiency vs LP bounds, parity, mutants, delayed expansion, selector, claims, "
+                                   "real engines' conformance) "
                                    "and write index.md, index.html, results.json and PNG plots.")
     r.add_argument("--out", default="specoracle-report", help="output directory (default: %(default)s)")
     r.add_argument("--quick", action="store_true", help="small preset, under 2 minutes on 2 cores")
     r.add_argument("--seed", **seed)
     r.add_argument("--device", default=None, help="torch device for the twin sections (default: cpu)")
     r.add_argument("--only", default=None, help="comma-separated section keys: exact,chi2,bounds,parity,"
-                                                "mutants,delayed,selector")
+                                                "mutants,delayed,selector,claims,engines")
     r.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     r.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     r.set_defaults(func=_cmd_report)
@@ -383,6 +408,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--quick", action="store_true", help="fewer and smaller cases")
     m.add_argument("--json", action="store_true", help="print the rows as JSON")
     m.set_defaults(func=_cmd_claims)
+
+    from specoracle.adapters.conformance import ENGINES
+
+    e = sub.add_parser("engines", help="conformance of real engines (transformers, vLLM, EAGLE) through the adapters",
+                       description="specoracle.adapters.conformance: each installed engine's verdict on a fixed "
+                                   "set of cases, with n, detectable TV and both stages' p-values; engines "
+                                   "not installed are listed as skipped with the install command. Exit 1 "
+                                   "when a verdict differs from the expected one.")
+    e.add_argument("--engine", action="append", choices=tuple(ENGINES), default=None,
+                   help="one engine, repeatable (default: all)")
+    e.add_argument("--quick", action="store_true", help="one cheap case per engine")
+    e.add_argument("--seed", **seed)
+    e.add_argument("--json", action="store_true", help="print the rows as JSON")
+    e.set_defaults(func=_cmd_engines)
     return p
 
 
