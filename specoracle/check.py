@@ -277,13 +277,13 @@ class Verdict:
     tv_ceiling : a chi-squared test that does not reject is ``inconclusive`` when ``detectable_tv``
         exceeds it.
     max_error, tv_error : exact ``max |law - P|`` and TV of the law from ``P`` (None for chi2).
-    statistic, dof, p_value : chi-squared statistic, degrees of freedom and p-value (Holm-adjusted
-        minimum over the family for ``positions``); None for exact.
+    statistic, dof, p_value : the first stage's chi-squared statistic, degrees of freedom and p-value
+        (Holm-adjusted minimum over the family for ``positions``); None for exact.
     projection : tested cells (``full``, ``first_token``, ``positions``).
     worst_cells : the cells that contribute most, largest first.
     block_efficiency : exact ``E[tau] + 1``, or the sample mean of the block length (stateful:
         tokens per call).
-    seed : seed of the sampling (None for exact).
+    seed : seed of the first stage's sampling (None for exact).
     tests : the chi-squared tests behind a chi2 verdict (one per tested position; the
         confirmation's follow, with its seed).
     stages : the chi-squared stages that ran (:class:`specoracle.stats.Stage`: n, seed, p-value,

@@ -4,7 +4,7 @@ vLLM itself is not needed here (its example runs in ``benchmarks/engines/vllm_ch
 
 Usage::
 
-    python benchmarks/engines/readme_examples.py [transformers vllm-contract flashinfer eagle paths sglang engines]
+    python benchmarks/engines/readme_examples.py [transformers vllm-contract flashinfer eagle paths sglang flagged engines]
 """
 from __future__ import annotations
 
@@ -83,6 +83,23 @@ def sglang():
         print(check_lossless(SGLangTreeVerifier(fn), "E5", "wor(2,2)", tv=0.05, seed=0).summary())
 
 
+def flagged():
+    """Only the flagged halves of the examples above (each with its confirmation line)."""
+    from specoracle import models
+    from specoracle.adapters.eagle import EagleVerifier
+    from specoracle.adapters.sglang import SGLangTreeVerifier, reused_coin_tree_sampling
+    from specoracle.adapters.transformers import TransformersVerifier
+    from specoracle.adapters.vllm import VLLMVerifier, padded_offset_rejection_sample
+    from specoracle.check import check_lossless
+
+    print(check_lossless(EagleVerifier(0.7), models.random_model(3, seed=1), "wor(2,1)", tv=0.05, seed=0).summary())
+    print(check_lossless(SGLangTreeVerifier(reused_coin_tree_sampling), "E5", "wor(2,2)", tv=0.05, seed=0).summary())
+    v = check_lossless(VLLMVerifier(padded_offset_rejection_sample, ragged=True), "E5", "chain(3)", tv=0.05, seed=0)
+    print("ragged=True:", v.summary())
+    lossy = TransformersVerifier(assistant_ensemble_weight=0.5)
+    print(check_lossless(lossy, models.random_model(3, seed=1), "chain(2)", tv=0.05, seed=0).summary())
+
+
 def engines():
     from specoracle.adapters.conformance import conformance, conformance_table
 
@@ -90,10 +107,10 @@ def engines():
 
 
 EXAMPLES = {"transformers": transformers, "vllm-contract": vllm_contract, "flashinfer": flashinfer, "eagle": eagle,
-            "paths": paths, "sglang": sglang, "engines": engines}
+            "paths": paths, "sglang": sglang, "flagged": flagged, "engines": engines}
 
 if __name__ == "__main__":
-    for name in sys.argv[1:] or list(EXAMPLES):
+    for name in sys.argv[1:] or [k for k in EXAMPLES if k != "flagged"]:
         print(f"### {name}", flush=True)
         EXAMPLES[name]()
         sys.stdout.flush()
