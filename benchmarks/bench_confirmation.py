@@ -18,7 +18,7 @@ confirmed) on ``--mutant-seeds`` seeds: how many are confirmed ``not lossless``.
 
 Usage::
 
-    python benchmarks/bench_confirmation.py                 # about 2-3 minutes on 2 cores
+    python benchmarks/bench_confirmation.py                 # about 5 minutes on 2 shared cores
     python benchmarks/bench_confirmation.py --seeds 1 --n 500 --mutant-seeds 1
 
 Prints both tables and writes ``confirmation.json`` to ``--out`` (default benchmarks/out/confirmation).

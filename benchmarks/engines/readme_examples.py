@@ -4,7 +4,8 @@ vLLM itself is not needed here (its example runs in ``benchmarks/engines/vllm_ch
 
 Usage::
 
-    python benchmarks/engines/readme_examples.py [transformers vllm-contract flashinfer eagle paths sglang flagged engines]
+    python benchmarks/engines/readme_examples.py [transformers vllm-contract flashinfer eagle paths sglang engines]
+    python benchmarks/engines/readme_examples.py flagged passing   # the same calls, split by verdict
 """
 from __future__ import annotations
 
@@ -100,6 +101,17 @@ def flagged():
     print(check_lossless(lossy, models.random_model(3, seed=1), "chain(2)", tv=0.05, seed=0).summary())
 
 
+def passing():
+    """Only the passing halves of transformers and eagle (the flagged ones are in ``flagged``)."""
+    from specoracle import models
+    from specoracle.adapters.eagle import EagleVerifier
+    from specoracle.adapters.transformers import TransformersVerifier
+    from specoracle.check import check_lossless
+
+    print(check_lossless(TransformersVerifier(), models.random_model(4, seed=2), "chain(3)", tv=0.05, seed=0).summary())
+    print(check_lossless(EagleVerifier(1.0), models.random_model(3, seed=1), "wor(2,1)", tv=0.05, seed=0).summary())
+
+
 def engines():
     from specoracle.adapters.conformance import conformance, conformance_table
 
@@ -107,10 +119,11 @@ def engines():
 
 
 EXAMPLES = {"transformers": transformers, "vllm-contract": vllm_contract, "flashinfer": flashinfer, "eagle": eagle,
-            "paths": paths, "sglang": sglang, "flagged": flagged, "engines": engines}
+            "paths": paths, "sglang": sglang, "flagged": flagged, "passing": passing,
+            "engines": engines}
 
 if __name__ == "__main__":
-    for name in sys.argv[1:] or [k for k in EXAMPLES if k != "flagged"]:
+    for name in sys.argv[1:] or [k for k in EXAMPLES if k not in ("flagged", "passing")]:
         print(f"### {name}", flush=True)
         EXAMPLES[name]()
         sys.stdout.flush()
