@@ -4,8 +4,8 @@ A thin section over :func:`specoracle.adapters.conformance.conformance` (which r
 one table row per case (engine, case, expected, verdict, n, detectable TV, both stages' p-values,
 version or install command). Engines that are not installed are rows marked ``skipped`` with the
 install command, so the section is complete on any machine. The quick preset runs one cheap
-lossless case per installed engine at design TV 0.1 (about 5 CPU seconds with transformers and
-EAGLE; 19 at TV 0.05); the full
+lossless case per installed engine at design TV 0.1 (12.5 CPU seconds measured with transformers
+and EAGLE, their imports included; 19 at TV 0.05); the full
 preset every case (about a minute of CPU with transformers and EAGLE, plus vLLM's import when it
 is installed).
 

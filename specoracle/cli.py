@@ -145,7 +145,7 @@ def _cmd_check(args):
     else:
         from specoracle.check import check_lossless
 
-        kw = _kwargs(args, (*design, "method", "max_seconds"))
+        kw = _kwargs(args, (*design, "method", "max_seconds", "confirm"))
         v = check_lossless(verifier, model, scheme, progress=not args.no_progress, **kw)
         out = {k: getattr(v, k) for k in v.__dataclass_fields__ if k not in ("tests", "worst_cells", "stages")}
         out["verifier"], out["lossless"], out["table"] = args.name, v.lossless, v.table()
@@ -369,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tv-ceiling", type=float, default=None,
                    help="a test that cannot see this TV is inconclusive, exit 4 (default: 0.1)")
     c.add_argument("--seed", **seed)
+    c.add_argument("--no-confirm", dest="confirm", action="store_const", const=False, default=None,
+                   help="one chi-squared stage: a rejection is not rerun on an independent seed before NOT LOSSLESS "
+                        "(false alarms at rate alpha instead of alpha^2)")
     _budget_flags(c)
     c.add_argument("--no-progress", action="store_true", help="no expected time or progress bar on stderr")
     c.add_argument("--verbose", action="store_true", help="also print the pooled chi-squared table")

@@ -244,6 +244,10 @@ def test_check_json_records_both_stages_of_a_flag(capsys):
     assert code == 1 and v["status"] == "not lossless" and v["confirmation"] == "confirmed"
     assert [(s["n"], s["seed"]) for s in v["stages"]] == [(300, 4), (300, derive_seed(4, "confirm"))]
     assert all(s["p_value"] <= s["alpha"] == 0.01 for s in v["stages"])
+    code, out, _ = run(capsys, "check", "bv_forward_scan", "--method", "chi2", "--samples", "300", "--seed", "4",
+                       "--no-confirm", "--json")
+    single = json.loads(out)
+    assert code == 1 and len(single["stages"]) == 1 and single["p_value"] == v["p_value"]
 
 
 def _engine_rows(verdicts):
