@@ -1,4 +1,4 @@
-"""The seven sections of ``specoracle report``, each a function ``(ctx) -> Section``.
+"""The sections of ``specoracle report``, each a function ``(ctx) -> Section``.
 
 Every section loops over the registry (:func:`specoracle.registry.entries`), the torch twins
 (``specoracle.gpu.TWINS``) or the mutant catalog, so a new verifier, twin or mutant shows up in
@@ -13,7 +13,8 @@ the section that needs them.
 5. mutant detection (exact, and chi-squared with :func:`specoracle.check.check_lossless`);
 6. efficiency vs branching position ``d`` of ``delayed(k, d, L - d)`` on an n-gram model of text;
 7. the delayed tree expansion selector (``specoracle.selector.summary``);
-8. the seed papers' claims next to the measured values (:mod:`.claims`).
+8. the seed papers' claims next to the measured values (:mod:`.claims`);
+9. real engines' conformance through the shipped adapters (:mod:`.conformance`).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from specoracle.drafting import Scheme, delayed, parse_scheme
 from specoracle.models import ToyModel
 
 from .claims import claims
+from .conformance import engines
 from .config import ReportConfig, derive_seed, parse_model
 from .document import Figure, Section, Table
 
@@ -408,7 +410,8 @@ def mutant_detection(ctx: Context) -> Section:
         if n_inc:
             summary += f"; {n_inc} verdicts are inconclusive (detectable TV above {stats.TV_CEILING})"
         summary += (" and passes every true negative." if not chi_false else
-                    f"; false alarm on {', '.join(chi_false)} (expected at rate alpha = {cfg.alpha}).")
+                    f"; false alarm on {', '.join(chi_false)} (confirmed on an independent seed: expected at rate "
+                    f"alpha^2 = {stats.false_alarm_rate(cfg.alpha):.1g}).")
     table = Table(("mutant", "expected", "model", "scheme", "exact max error", "exact TV", "exact", "chi2 samples",
                    "chi2 p-value", "chi2 detectable TV", "chi2", "correct", "what it models"), tuple(rows),
                   "exact: max error and total variation of the extended law on V^(L+1) against the target; "
@@ -596,6 +599,7 @@ SECTIONS: tuple[tuple[int, str, str, Callable[[Context], Section]], ...] = (
     (6, "delayed", "Efficiency vs branching position (delayed expansion)", delayed_expansion),
     (7, "selector", "Delayed tree expansion selector", selector),
     (8, "claims", "The seed papers' claims, measured", claims),
+    (9, "engines", "Real engines' conformance", engines),
 )
 
 

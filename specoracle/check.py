@@ -16,6 +16,13 @@ Methods.
   alternative at TV >= ``tv`` (on the tested cells) with probability >= ``power``, and a lossless
   verifier with probability ~``alpha``. A test that does not reject but can only see a TV above
   ``tv_ceiling`` gives the verdict ``inconclusive``, never ``lossless``.
+  A rejection is CONFIRMED before the verdict says ``not lossless`` (``confirm=True``, the
+  default; :mod:`specoracle.stats`, the confirmation protocol): the same test is rerun at the same
+  ``n`` on samples drawn with :func:`specoracle.stats.confirmation_seed` ``(seed)``; only when it
+  rejects again is the verifier ``not lossless``. An unconfirmed flag is ``inconclusive`` (both
+  p-values in :attr:`Verdict.stages`). A lossless verifier is then called lossy with probability
+  ``alpha^2`` (1e-4 at the default 0.01; measured by ``benchmarks/bench_confirmation.py``), a
+  verifier at TV >= ``tv`` with probability >= ``power^2``. A flag doubles the sampling time.
 - ``"auto"``: exact when the verifier can be enumerated and :func:`estimate_exact` expects at most
   :data:`AUTO_EXACT_SECONDS`, chi-squared otherwise.
 
@@ -332,14 +339,17 @@ class Verdict:
     tv_ceiling : a chi-squared test that does not reject is ``inconclusive`` when ``detectable_tv``
         exceeds it.
     max_error, tv_error : exact ``max |law - P|`` and TV of the law from ``P`` (None for chi2).
-    statistic, dof, p_value : chi-squared statistic, degrees of freedom and p-value (Holm-adjusted
-        minimum over the family for ``positions``); None for exact.
+    statistic, dof, p_value : the first stage's chi-squared statistic, degrees of freedom and p-value
+        (Holm-adjusted minimum over the family for ``positions``); None for exact.
     projection : tested cells (``full``, ``first_token``, ``positions``).
     worst_cells : the cells that contribute most, largest first.
     block_efficiency : exact ``E[tau] + 1``, or the sample mean of the block length (stateful:
         tokens per call).
-    seed : seed of the sampling (None for exact).
-    tests : the chi-squared tests behind a chi2 verdict (one per tested position).
+    seed : seed of the first stage's sampling (None for exact).
+    tests : the chi-squared tests behind a chi2 verdict (one per tested position; the
+        confirmation's follow, with its seed).
+    stages : the chi-squared stages that ran (:class:`specoracle.stats.Stage`: n, seed, p-value,
+        level of each): the first, then the confirmation when the first rejected; () for exact.
     seconds : wall time of the check; estimated_seconds : the budget estimate made before it.
     cases : a portfolio verdict (no model or scheme given, :mod:`specoracle.portfolio`): one
         verdict per case run, in order (empty for a single case); the fields above then describe
@@ -376,6 +386,7 @@ class Verdict:
     worst_cells: tuple = ()
     seed: int | None = None
     tests: tuple = ()
+    stages: tuple = ()
     seconds: float = 0.0
     estimated_seconds: float | None = None
     cases: tuple = ()
@@ -434,6 +445,12 @@ class Verdict:
         return f"INCONCLUSIVE ({head}n = {n:,}: detects only TV >= {dtv:.2g}, above the ceiling {self.tv_ceiling:g})"
 
     @property
+    def confirmation(self) -> str | None:
+        """What became of a chi-squared flag (:func:`specoracle.stats.confirmation`): None (no
+        flag), ``"confirmed"``, ``"unconfirmed"`` or not confirmed because ``confirm=False``."""
+        return stats.confirmation(self.stages)
+
+    @property
     def conclusive(self) -> bool:
         """False when the check could not see the TV it was asked to see (``inconclusive``)."""
         return self.status != INCONCLUSIVE
@@ -458,7 +475,16 @@ class Verdict:
                 f"  design: detects TV >= {self.detectable_tv:.3g} with power {self.power} "
                 f"(requested TV {self.tv}); mean block length {self.block_efficiency:.4g}"
             )
-            if self.status == INCONCLUSIVE:
+            if len(self.stages) > 1:
+                c = self.stages[1]
+                lines.append(f"  confirmation ({self.confirmation}): p = {c.p_value:.3g} (alpha {c.alpha}); "
+                             f"n = {c.n} samples, seed {c.seed}")
+                if self.confirmation == stats.UNCONFIRMED:
+                    lines.append("  inconclusive: the first stage rejected, its confirmation on an independent seed "
+                                 "did not; rerun with a larger n to decide")
+            elif self.confirmation == stats.UNTESTED:
+                lines.append(f"  not confirmed (confirm=False): a lossless verifier is flagged with probability {self.alpha}")
+            if self.status == INCONCLUSIVE and self.confirmation is None:
                 lines.append(f"  inconclusive: {self.n} samples cannot see a TV error of {self.tv_ceiling} "
                              f"(the ceiling); raise n or leave it to the design")
         if self.worst_cells:
@@ -653,9 +679,11 @@ class _Sampler:
         return list(seen.items())
 
     def seconds_per_row(self, n: int, seed: int) -> float:
-        """Wall seconds per row, timed on rows drawn with ``seed``: the number of rows doubles (at
-        least twice) until the rate stops falling or about 1 s is spent; the last round's rate, so
-        one-off costs do not count."""
+        """Wall seconds per row, timed on rows drawn with ``seed`` after one untimed row (one-off
+        costs such as an engine's first call or lazy imports do not count): the number of rows
+        doubles (at least twice) until the rate stops falling or about 1 s is spent; the last
+        round's rate."""
+        self.draw(1, stats.derive_seed(seed, "calibrate", "warm-up"))
         k, spent, rate, rounds = min(n, 8), 0.0, math.inf, 0
         while True:
             t0 = time.perf_counter()
@@ -745,6 +773,7 @@ def check_lossless(
     max_cells: int = 256,
     context_order: int | None = None,
     min_expected: float = 5.0,
+    confirm: bool = True,
     progress: bool = False,
     executor=None,
     shard_size: int | None = None,
@@ -787,6 +816,9 @@ def check_lossless(
         :class:`~specoracle.errors.BudgetExceeded` before any work.
     context_order : n-gram context length for the ``positions`` marginals (see
         :func:`specoracle.stats.position_marginals`).
+    confirm : confirm a chi-squared rejection on an independent seed at the same ``n`` before
+        saying ``not lossless`` (see the module docstring); False: one stage, false alarms at
+        rate ``alpha``.
     progress : show the expected time and a progress bar on stderr while sampling.
     executor, shard_size : sample the chi-squared test's rows in shards on this executor
         (``"local"``, ``"local:N"``, ``"ray"``, ``"ray://HOST:PORT"`` or an
@@ -853,7 +885,7 @@ def check_lossless(
             v = _exact(verifier, model, scheme, tol, stateful, name, design)
             return _timed(v, t_start, est.seconds)
     return _chi2(verifier, model, scheme, name, stateful, n, seed, projection, max_cells, context_order,
-                 min_expected, design, budget, progress, t_start, executor, shard_size)
+                 min_expected, design, budget, bool(confirm), progress, t_start, executor, shard_size)
 
 
 def _timed(v: Verdict, t_start: float, estimated: float) -> Verdict:
@@ -863,7 +895,7 @@ def _timed(v: Verdict, t_start: float, estimated: float) -> Verdict:
 
 
 def _chi2(verifier, model, scheme, name, stateful, n, seed, projection, max_cells, context_order, min_expected,
-          design, budget, progress, t_start, executor=None, shard_size=None) -> Verdict:
+          design, budget, confirm, progress, t_start, executor=None, shard_size=None) -> Verdict:
     alpha, power, tv = design["alpha"], design["power"], design["tv"]
     run = None
     if executor is not None:
@@ -906,44 +938,67 @@ def _chi2(verifier, model, scheme, name, stateful, n, seed, projection, max_cell
     on = "" if run is None else f" on {workers} {run.executor.name} workers"
     est = Estimate(f"chi2: {n:,} samples of {name} at {per_row * 1e3:.3g} ms each{on}", n * per_row / workers, mem,
                    "raise tv, lower power, or give fewer samples (n, --samples)").require(**budget)
-    bar = None
     if progress:
         print(f"specoracle: {name} on {model.name} {scheme.name}: {n:,} samples{on}, expected time "
               f"{_duration(est.seconds)}", file=sys.stderr, flush=True)
-    if run is None:
-        if progress:
-            from tqdm.auto import tqdm
 
-            bar = tqdm(total=n, desc=f"{name} chi2", file=sys.stderr, leave=False, delay=1.0, dynamic_ncols=True)
-        try:
-            seq, mean_block = sampler.draw(n, seed, bar)
-        finally:
-            if bar is not None:
-                bar.close()
-    else:
-        tables = run.tables(verifier, model, scheme, laws, columns, length=rows_needed, n=n, seed=seed, name=name,
-                            progress=progress)
-        mean_block = tables.mean_block
-    results = []
-    for j, law in enumerate(laws):
-        test = dict(alpha=a_each, power=power, min_expected=min_expected, tv_ceiling=design["tv_ceiling"],
-                    cell_label=str if projection == "full" else (lambda c, j=j: f"x{j + 1}={c[0]}"))
+    def stage(stage_seed: int, label: str):
+        """The family of tests on ``n`` rows drawn with ``stage_seed`` (in-process, or a campaign's
+        merged count tables): (results, index of the smallest Holm p-value, stage, mean block, tables)."""
+        tables = None
         if run is None:
-            res = stats.chi2_rows(seq[:, columns[j]], law, **test)
-        else:  # the same test on the campaign's merged count table
-            res = stats.chi2_table(tables.counts[j], law, **test)
-        results.append(res.labelled(verifier=name, model=model.name, scheme=scheme.name, seed=seed))
-    h = stats.holm([r.p_value for r in results], alpha)
-    k = int(np.argmin(h.adjusted))
+            seq, mean_block = _draw(sampler, n, stage_seed, progress, f"{name} {label}")
+        else:
+            tables = run.tables(verifier, model, scheme, laws, columns, length=rows_needed, n=n, seed=stage_seed,
+                                name=name, progress=progress)
+            mean_block = tables.mean_block
+        results = []
+        for j, law in enumerate(laws):
+            test = dict(alpha=a_each, power=power, min_expected=min_expected, tv_ceiling=design["tv_ceiling"],
+                        cell_label=str if projection == "full" else (lambda c, j=j: f"x{j + 1}={c[0]}"))
+            if run is None:
+                res = stats.chi2_rows(seq[:, columns[j]], law, **test)
+            else:  # the same test on the campaign's merged count table
+                res = stats.chi2_table(tables.counts[j], law, **test)
+            results.append(res.labelled(verifier=name, model=model.name, scheme=scheme.name, seed=stage_seed))
+        h = stats.holm([r.p_value for r in results], alpha)
+        k = int(np.argmin(h.adjusted))
+        st = stats.Stage(n=int(n), seed=stage_seed, p_value=float(h.adjusted[k]), alpha=alpha,
+                         statistic=float(results[k].statistic), dof=int(results[k].dof))
+        return results, k, st, mean_block, tables
+
+    results, k, first, mean_block, tables = stage(seed, "chi2")
+    stages, tests = [first], list(results)
+    if first.rejected and confirm:
+        if progress:
+            print(f"specoracle: {name}: the first stage rejected (p = {first.p_value:.3g}); confirming on an "
+                  f"independent seed with {n:,} more samples", file=sys.stderr, flush=True)
+        more, _, second, _, _ = stage(stats.confirmation_seed(seed), "confirm")
+        stages.append(second)
+        tests += more
     dtv = max(r.detectable_tv for r in results)
-    status = NOT_LOSSLESS if h.any else (INCONCLUSIVE if not dtv <= design["tv_ceiling"] else LOSSLESS)
+    status = {stats.PASS: LOSSLESS, stats.FAIL: NOT_LOSSLESS, stats.INCONCLUSIVE: INCONCLUSIVE}[
+        stats.two_stage_status(stages, dtv, design["tv_ceiling"])]
     worst = sorted((c for r in results for c in r.worst), key=lambda c: -c.contribution)[:5]
     v = Verdict(
         status=status, method="chi2", verifier=name, model=model.name, scheme=scheme.name, n=int(n),
         detectable_tv=dtv, block_efficiency=float(mean_block), statistic=results[k].statistic, dof=results[k].dof,
-        p_value=float(h.adjusted[k]), projection=projection, worst_cells=tuple(worst), seed=seed,
-        tests=tuple(results), **design,
-        **({} if run is None else dict(shards=tables.shards, workers=tables.workers,
-                                       samples_per_second=tables.samples_per_second)),
+        p_value=first.p_value, projection=projection, worst_cells=tuple(worst), seed=seed,
+        tests=tuple(tests), stages=tuple(stages), **design,
+        **({} if tables is None else dict(shards=tables.shards, workers=tables.workers,
+                                          samples_per_second=tables.samples_per_second)),
     )
     return _timed(v, t_start, est.seconds)
+
+
+def _draw(sampler: _Sampler, n: int, seed: int, progress: bool, desc: str) -> tuple[np.ndarray, float]:
+    """``sampler.draw(n, seed)``, with a progress bar on stderr when ``progress``."""
+    if not progress:
+        return sampler.draw(n, seed)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n, desc=desc, file=sys.stderr, leave=False, delay=1.0, dynamic_ncols=True)
+    try:
+        return sampler.draw(n, seed, bar)
+    finally:
+        bar.close()

@@ -1,4 +1,4 @@
-"""The ``specoracle`` command line: ``report``, ``check``, ``bound``, ``bench``, ``claims``, ``hunt``.
+"""The ``specoracle`` command line: ``report``, ``check``, ``bound``, ``bench``, ``claims``, ``engines``, ``hunt``.
 
 A thin shell over public functions with the same parameter names; an option left out is not
 passed, so the library's default applies:
@@ -21,6 +21,11 @@ passed, so the library's default applies:
   to the exact block efficiency of every registered verifier that accepts the scheme;
 - ``specoracle bench``: :func:`specoracle.gpu.bench` (torch vs reference vs roofline);
 - ``specoracle claims``: :func:`specoracle.claims.claim_rows` (the seed papers' claims, measured);
+- ``specoracle engines [--engine E] [--quick] [--seed S]``:
+  :func:`specoracle.adapters.conformance.conformance` (each installed engine's verdict on fixed
+  cases with ``n`` and detectable TV; engines not installed listed as skipped with the install
+  command); exit 1 when a case's verdict differs from the expected one or an engine raised, 4 when
+  a case is inconclusive.
 - ``specoracle hunt NAME [--budget 60] [--seed 0]``: :func:`specoracle.hunting.hunt`, the smallest
   counterexample found by a hypothesis search, printed as Python code (exit 1 if one is found).
 
@@ -245,14 +250,15 @@ def _cmd_check(args):
 
         model = parse_model(args.model) if args.model else None
         scheme = parse_scheme(args.scheme) if args.scheme else None
-        kw = _kwargs(args, (*design, "method", "max_seconds", "executor"))
+        kw = _kwargs(args, (*design, "method", "max_seconds", "executor", "confirm"))
         if model is None or scheme is None:
             kw.update(_kwargs(args, ("budget_seconds",)))
         elif entry is None and hasattr(verifier, "verify") and not callable(verifier):
             verifier = verifier.verify  # a mutant on one given case
         v = check_lossless(verifier, model, scheme, progress=not args.no_progress, **kw)
-        out = {k: getattr(v, k) for k in v.__dataclass_fields__ if k not in ("tests", "worst_cells", "cases")}
+        out = {k: getattr(v, k) for k in v.__dataclass_fields__ if k not in ("tests", "worst_cells", "cases", "stages")}
         out["verifier"], out["table"] = label, v.table()
+        out["confirmation"], out["stages"] = v.confirmation, [asdict(s) for s in v.stages]
         out["worst_cells"] = [asdict(c) for c in v.worst_cells]
         out["cases"] = [_case_row(c) for c in v.cases]
         out = _honest(out, v.kind, v.words)
@@ -264,12 +270,15 @@ def _cmd_check(args):
 def _check_text(out: dict, verbose: bool) -> str:
     lines = [f"{out['verifier']} on {out['model']} {out['scheme']}: {out['verdict']}"]
     skip = {"status", "lossless", "passed", "kind", "verdict", "verifier", "model", "scheme", "method", "table",
-            "worst_cells", "estimated_seconds", "cases", "worst", "skipped", "notes", "minimal_case"}
+            "worst_cells", "estimated_seconds", "cases", "worst", "skipped", "notes", "minimal_case", "stages"}
     if out["method"] == "exact":  # the sampling design does not apply to an exact verdict
         skip |= {"n", "alpha", "power", "tv", "tv_ceiling", "detectable_tv", "seed", "seconds"}
     for k, v in out.items():
         if k not in skip and v is not None:
             lines.append(f"  {k}: {f'{v:.6g}' if isinstance(v, float) else v}")
+    for i, st in enumerate(out.get("stages") or []):
+        lines.append(f"  {('first stage', 'confirmation')[min(i, 1)]}: p = {st['p_value']:.3g} at alpha {st['alpha']}, "
+                     f"n = {st['n']}, seed {st['seed']}")
     if out.get("worst_cells"):
         lines.append("  worst cells (observed vs expected):")
         lines += [f"    {c['label']:<14} {c['observed']:.6g} vs {c['expected']:.6g}" for c in out["worst_cells"]]
@@ -407,6 +416,25 @@ def _named(verifier, name: str):
     return name if any(m.verify is verifier for m in mutants.catalog() + mutants.true_negatives()) else verifier
 
 
+# --- engines -----------------------------------------------------------------------------------
+def _cmd_engines(args):
+    from specoracle.adapters.conformance import ALPHA, conformance, conformance_table
+    from specoracle.reports import jsonable
+    from specoracle.stats import false_alarm_rate
+
+    rows = conformance(args.engine, quick=args.quick, **_kwargs(args, ("seed",)))
+    verdicts = [r.verdict for r in rows]
+    code = EXIT_FAIL if any(r.agrees is False or r.verdict == "error" for r in rows) else (
+        EXIT_INCONCLUSIVE if "inconclusive" in verdicts else EXIT_OK)
+    ran = sum(r.p_value is not None for r in rows)
+    family = (f"{ran} cases ran, one family: Holm at alpha {ALPHA} at both stages (a flag is confirmed on an "
+              f"independent seed); a table of lossless engines shows a false alarm with probability <= "
+              f"{false_alarm_rate(ALPHA):.0e}")
+    payload = {"rows": [r.as_dict() for r in rows], "alpha": ALPHA, "family": family,
+               "ok": code == EXIT_OK}
+    return code, jsonable(payload), conformance_table(rows) + "\n" + family
+
+
 # --- parser ------------------------------------------------------------------------------------
 def _int_at_least(lo: int):
     def parse(text: str) -> int:
@@ -449,20 +477,21 @@ def build_parser() -> argparse.ArgumentParser:
                "1 a check failed, 2 usage or input error, 3 internal error, 4 inconclusive.",
     )
     p.add_argument("--version", action="version", version=f"specoracle {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{report,check,bound,bench,claims,hunt}")
+    sub = p.add_subparsers(dest="command", metavar="{report,check,bound,bench,claims,engines,hunt}")
     sub.required = True
     seed = dict(type=_int_at_least(0), default=None, help="base seed, >= 0 (default: 0)")
 
     r = sub.add_parser("report", help="write the full report (md, html, json, png)",
                        description="Run every section (exact losslessness, chi-squared of torch twins, "
-                                   "efficiency vs LP bounds, parity, mutants, delayed expansion, selector) "
+                                   "efficiency vs LP bounds, parity, mutants, delayed expansion, selector, claims, "
+                                   "real engines' conformance) "
                                    "and write index.md, index.html, results.json and PNG plots.")
     r.add_argument("--out", default="specoracle-report", help="output directory (default: %(default)s)")
     r.add_argument("--quick", action="store_true", help="small preset, under 2 minutes on 2 cores")
     r.add_argument("--seed", **seed)
     r.add_argument("--device", default=None, help="torch device for the twin sections (default: cpu)")
     r.add_argument("--only", default=None, help="comma-separated section keys: exact,chi2,bounds,parity,"
-                                                "mutants,delayed,selector")
+                                                "mutants,delayed,selector,claims,engines")
     r.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     r.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     r.set_defaults(func=_cmd_report)
@@ -498,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--cluster", dest="executor", default=None,
                    help="draw the chi-squared samples in shards on: local, local:N (worker processes), ray (the "
                         "running Ray cluster, else a local one) or ray://HOST:PORT (specoracle.campaign)")
+    c.add_argument("--no-confirm", dest="confirm", action="store_const", const=False, default=None,
+                   help="one chi-squared stage: a rejection is not rerun on an independent seed before NOT LOSSLESS "
+                        "(false alarms at rate alpha instead of alpha^2)")
     _budget_flags(c)
     c.add_argument("--no-progress", action="store_true", help="no expected time or progress bar on stderr")
     c.add_argument("--verbose", action="store_true", help="also print the pooled chi-squared table")
@@ -551,6 +583,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--quick", action="store_true", help="fewer and smaller cases")
     m.add_argument("--json", action="store_true", help="print the rows as JSON")
     m.set_defaults(func=_cmd_claims)
+
+    from specoracle.adapters.conformance import ENGINES
+
+    e = sub.add_parser("engines", help="conformance of real engines (transformers, vLLM, EAGLE) through the adapters",
+                       description="specoracle.adapters.conformance: each installed engine's verdict on a fixed "
+                                   "set of cases, with n, detectable TV and both stages' p-values; engines "
+                                   "not installed are listed as skipped with the install command. Exit 1 "
+                                   "when a verdict differs from the expected one.")
+    e.add_argument("--engine", action="append", choices=tuple(ENGINES), default=None,
+                   help="one engine, repeatable (default: all)")
+    e.add_argument("--quick", action="store_true", help="one cheap case per engine")
+    e.add_argument("--seed", **seed)
+    e.add_argument("--json", action="store_true", help="print the rows as JSON")
+    e.set_defaults(func=_cmd_engines)
     return p
 
 

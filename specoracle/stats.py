@@ -17,6 +17,11 @@ Every sampled check of specoracle (:func:`specoracle.check.check_lossless`, the 
   inverse; both read one noncentrality (:func:`noncentrality`). :func:`holm` shares one error
   budget across a family of tests; :func:`derive_seed` gives every sampled quantity its own seed
   from a base seed and labels.
+- The confirmation protocol (:class:`Stage`, :func:`two_stage_status`, :func:`confirmed_family`):
+  a rejection is rerun on an independent seed (:func:`confirmation_seed`) at the same ``n`` before
+  anything is called lossy; a lossless verifier is then called lossy with probability
+  ``alpha_1 alpha_2`` (:func:`false_alarm_rate`), and a portfolio of checks is Holm-corrected at
+  both stages.
 - Projections (:func:`project`, :func:`block_law_cells`, :func:`position_marginals`): few-cell
   views of a law that stay exactly computable for large ``V``; :func:`marginal_prefixes` is the
   work :func:`position_marginals` will do, known before it starts.
@@ -61,6 +66,16 @@ __all__ = [
     "tv_distance",
     "HolmResult",
     "holm",
+    "CONFIRM_LABEL",
+    "CONFIRMED",
+    "UNCONFIRMED",
+    "UNTESTED",
+    "confirmation_seed",
+    "Stage",
+    "two_stage_status",
+    "confirmation",
+    "false_alarm_rate",
+    "confirmed_family",
     "PROJECTIONS",
     "project",
     "block_law_cells",
@@ -552,6 +567,134 @@ def holm(pvalues, alpha: float = 0.01) -> HolmResult:
     adjusted = np.empty(m)
     adjusted[order] = adj_sorted
     return HolmResult(rejected=adjusted <= alpha, adjusted=adjusted, alpha=alpha)
+
+
+# --- the confirmation protocol --------------------------------------------------------------------
+# One chi-squared test at level alpha flags a lossless verifier with probability alpha (1 in 100 at
+# the default 0.01: two such flags appeared among 34 lossless third-party checks). A flag is
+# therefore a hypothesis, not a verdict: the same test is rerun on fresh samples (an independent
+# seed, the same n) and the verifier is called lossy only when BOTH stages reject. The stages are
+# independent, so a lossless verifier is called lossy with probability alpha_1 alpha_2 (1e-4 at
+# 0.01 each), and an alternative that each stage detects with probability >= power is confirmed
+# with probability >= power^2 (0.98 at 0.99). A first stage that rejects and a confirmation that
+# does not is an UNCONFIRMED flag: neither a pass nor a fail, reported as ``inconclusive`` with
+# both p-values (rerun with a larger n to decide).
+
+CONFIRM_LABEL = "confirm"
+"""The label :func:`confirmation_seed` mixes into the base seed."""
+
+CONFIRMED, UNCONFIRMED, UNTESTED = "confirmed", "unconfirmed", "not confirmed (confirmation off)"
+
+
+def confirmation_seed(seed: int) -> int:
+    """Seed of the confirmation stage of a check drawn with ``seed``: ``derive_seed(seed, "confirm")``
+    (independent of the first stage's samples and of every other label's).
+
+    >>> confirmation_seed(0) == derive_seed(0, "confirm") != 0
+    True
+    """
+    return derive_seed(check_count("seed", seed, 0), CONFIRM_LABEL)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a (possibly confirmed) chi-squared check.
+
+    Attributes
+    ----------
+    n : draws of this stage. seed : the seed they were drawn with.
+    p_value : the stage's p-value (for a family of tests in one check, e.g. one per position, the
+        Holm-adjusted minimum over the family). alpha : the level it is judged at.
+    statistic, dof : chi-squared statistic and degrees of freedom of the test behind ``p_value``.
+    """
+
+    n: int
+    seed: int
+    p_value: float
+    alpha: float
+    statistic: float = float("nan")
+    dof: int = 0
+
+    @property
+    def rejected(self) -> bool:
+        """``p_value <= alpha`` (as :func:`judge` and :func:`holm` reject)."""
+        return self.p_value <= self.alpha
+
+
+def confirmation(stages) -> str | None:
+    """What became of a flag: None (the first stage did not reject), :data:`CONFIRMED` (the
+    confirmation rejected too), :data:`UNCONFIRMED` (it did not), or :data:`UNTESTED` (no
+    confirmation was run)."""
+    stages = tuple(stages)
+    if not stages or not stages[0].rejected:
+        return None
+    if len(stages) < 2:
+        return UNTESTED
+    return CONFIRMED if stages[1].rejected else UNCONFIRMED
+
+
+def two_stage_status(stages, detectable_tv: float, tv_ceiling: float = TV_CEILING) -> str:
+    """The status of a confirmed check from its stages (first, then the confirmation if it ran).
+
+    ``fail`` when every stage run rejects (a single stage that rejects is a fail only when no
+    confirmation was run); ``inconclusive`` for an unconfirmed flag or a test that could only see
+    a TV above ``tv_ceiling``; else ``pass``.
+
+    >>> s = lambda p: Stage(n=100, seed=0, p_value=p, alpha=0.01)
+    >>> [two_stage_status(st, 0.05) for st in [(s(0.3),), (s(1e-4), s(1e-3)), (s(1e-4), s(0.4)), (s(1e-4),)]]
+    ['pass', 'fail', 'inconclusive', 'fail']
+    """
+    stages = tuple(stages)
+    if not stages:
+        raise InvalidArgument("a check has at least one stage")
+    if stages[0].rejected:
+        return FAIL if all(s.rejected for s in stages) else INCONCLUSIVE
+    return INCONCLUSIVE if not detectable_tv <= tv_ceiling else PASS
+
+
+def false_alarm_rate(alpha: float, alpha_confirm: float | None = None) -> float:
+    """Probability that a confirmed check calls a lossless verifier lossy: ``alpha_1 alpha_2``
+    (independent stages; ``alpha_2`` defaults to ``alpha_1``).
+
+    >>> false_alarm_rate(0.01)
+    0.0001
+    """
+    a1 = check_level("alpha", alpha)
+    a2 = a1 if alpha_confirm is None else check_level("alpha_confirm", alpha_confirm)
+    return a1 * a2
+
+
+def confirmed_family(first_p, confirm_p, alpha: float = 0.01) -> np.ndarray:
+    """Which checks of a portfolio (``m`` checks, one verdict each) are confirmed failures, with
+    Holm at both stages: Holm at family-wise level ``alpha`` over the ``m`` first-stage p-values,
+    then Holm at ``alpha`` over the confirmation p-values of the checks rejected there.
+
+    ``confirm_p[i]`` may be None (or NaN) where no confirmation ran; every check rejected by the
+    first Holm step must have one (a check at level ``alpha`` confirms every p-value ``<= alpha``,
+    a superset). Returns a bool array [m].
+
+    Error rate: the chance that any lossless check of the portfolio is called lossy is at most
+    ``alpha^2`` (the first Holm step flags some true null with probability <= alpha; the
+    confirmations are independent of which, and their Holm step rejects a true null with
+    probability <= alpha).
+
+    >>> confirmed_family([1e-4, 0.3, 0.004], [1e-5, None, 0.2], alpha=0.01).tolist()
+    [True, False, False]
+    """
+    p1 = np.asarray(first_p, dtype=np.float64).reshape(-1)
+    p2 = np.array([np.nan if x is None else float(x) for x in confirm_p], dtype=np.float64).reshape(-1)
+    if p1.shape != p2.shape:
+        raise InvalidArgument(f"first_p ({p1.size}) and confirm_p ({p2.size}) must have one entry per check")
+    out = np.zeros(p1.size, dtype=bool)
+    if not p1.size:
+        return out
+    flagged = np.flatnonzero(holm(p1, alpha).rejected)
+    if np.any(np.isnan(p2[flagged])):
+        missing = [int(i) for i in flagged if np.isnan(p2[i])]
+        raise InvalidArgument(f"checks {missing} were flagged by the first Holm step but have no confirmation p-value")
+    if flagged.size:
+        out[flagged] = holm(p2[flagged], alpha).rejected
+    return out
 
 
 # --- exactly computable projections --------------------------------------------------------------

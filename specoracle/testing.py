@@ -10,6 +10,7 @@ cells (observed vs expected), so the failing distribution can be read from the t
 from __future__ import annotations
 
 from .check import INCONCLUSIVE, NOT_LOSSLESS, Verdict, check_lossless
+from .stats import UNCONFIRMED
 
 __all__ = ["assert_lossless", "assert_not_lossless"]
 
@@ -18,11 +19,17 @@ def assert_lossless(verifier, model, scheme, method: str = "auto", **options) ->
     """Assert that ``verifier`` is lossless on ``model`` / ``scheme``; return the verdict.
 
     ``options`` are those of :func:`specoracle.check.check_lossless` (``alpha``, ``tv``, ``power``,
-    ``seed``, ``n``, ``projection``, ``tol``...). With ``method="chi2"`` the false-fail rate is
-    ``alpha`` (default 0.01) for a fixed seed; keep seeds fixed in CI.
+    ``seed``, ``n``, ``projection``, ``tol``...). With ``method="chi2"`` a lossless verifier fails
+    at rate ``alpha`` (default 0.01) for a fixed seed: confirmed (``alpha^2``) or unconfirmed flags
+    (inconclusive); keep seeds fixed in CI.
     """
     __tracebackhide__ = True  # pytest: show the caller's line
     verdict = check_lossless(verifier, model, scheme, method, **options)
+    if verdict.confirmation == UNCONFIRMED:
+        first, second = verdict.stages
+        raise AssertionError(f"the check is inconclusive: the first stage rejected (p = {first.p_value:.3g}), its "
+                             f"confirmation on seed {second.seed} did not (p = {second.p_value:.3g}); raise n\n"
+                             f"{verdict.summary()}")
     if verdict.status == INCONCLUSIVE:
         raise AssertionError(f"the check is inconclusive: n = {verdict.n} samples detect only TV >= "
                              f"{verdict.detectable_tv:.3g} (ceiling {verdict.tv_ceiling}); raise n\n{verdict.summary()}")

@@ -53,6 +53,9 @@ def test_rows_report_verdict_design_and_agreement(fast_cases):
         ("padded offsets", "NOT lossless", False),  # expected lossless, found lossy: news
     ]
     assert all(r.n > 0 and 0 < r.detectable_tv <= 0.05 and r.seconds > 0 for r in rows)
+    # the flag was confirmed on an independent seed, and the table shows both p-values
+    assert rows[0].p_confirm is None and rows[1].p_confirm is not None and rows[1].p_confirm <= conf.ALPHA
+    assert "p conf" in conf.conformance_table(rows).splitlines()[0]
     table = conf.conformance_table(rows)
     assert "differs from expected" in table.splitlines()[3] and "differs" not in table.splitlines()[2]
     json.dumps([r.as_dict() for r in rows])  # JSON-ready
@@ -74,3 +77,27 @@ def test_missing_engines_are_skipped_with_the_install_command(monkeypatch):
 def test_unknown_engine():
     with pytest.raises(UnknownName, match="transformers"):
         conf.conformance(["sglang"])
+
+
+def _row(case, verdict, p, p_confirm):
+    return conf.ConformanceRow("vllm", case, "lossless", verdict, 1000, 0.05, p, 1.0, "0", "why", p_confirm)
+
+
+def test_the_table_is_one_holm_family_at_both_stages():
+    """Three cases ran (one skipped): Holm at 0.01 over 3 needs p <= 0.0033 for the smallest at
+    each stage. Case a: 1e-4 then 1e-3, kept. Case b: individually confirmed at 0.01 (0.006 then
+    0.004) but its first stage is not below 0.01/2 after a's rejection: inconclusive, with a note."""
+    rows = [_row("a", "NOT lossless", 1e-4, 1e-3), _row("b", "NOT lossless", 0.006, 0.004),
+            _row("c", "lossless", 0.5, None),
+            conf.ConformanceRow("eagle", "d", "lossless", "skipped", None, None, None, 0.0, None, "not installed")]
+    out = conf.corrected(rows)
+    assert [r.verdict for r in out] == ["NOT lossless", "inconclusive", "lossless", "skipped"]
+    assert "Holm over 3 cases" in out[1].note and out[1].agrees is None
+    assert out[0] == rows[0] and out[2:] == rows[2:]
+
+
+def test_quick_runs_the_marked_cases(monkeypatch):
+    monkeypatch.setattr(conf, "_installed", lambda engine: False)
+    rows = conf.conformance(quick=True)
+    assert [r.case for r in rows] == [c.name for c in conf.CASES if c.quick]
+    assert sorted(r.engine for r in rows) == sorted(conf.ENGINES)  # one case per engine

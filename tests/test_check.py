@@ -154,21 +154,23 @@ def test_verifier_output_contract():
 
 
 def test_type_one_error_over_200_seeds():
-    """A correct verifier is rejected at rate alpha: two-sided binomial test on 200 seeds
-    (false-fail rate of this test 1e-3; each seed: naive, E1, L=1, 4 cells, n=200)."""
+    """A correct verifier's first stage rejects at rate alpha, and is confirmed (not lossless) at
+    rate alpha^2: binomial tests on 200 seeds (false-fail rate of each 1e-3; each seed: naive, E1,
+    L=1, 4 cells, n=200)."""
     alpha = 0.05
-    rejected = sum(
-        check_lossless("naive", "E1", "chain(1)", method="chi2", n=200, alpha=alpha, seed=s).status == "not lossless"
-        for s in range(200)
-    )
-    assert sst.binomtest(rejected, 200, alpha).pvalue > 1e-3, rejected
+    verdicts = [check_lossless("naive", "E1", "chain(1)", method="chi2", n=200, alpha=alpha, seed=s) for s in range(200)]
+    flagged = sum(v.stages[0].rejected for v in verdicts)
+    confirmed = sum(v.status == "not lossless" for v in verdicts)
+    assert sst.binomtest(flagged, 200, alpha).pvalue > 1e-3, flagged
+    assert sst.binomtest(confirmed, 200, alpha**2, alternative="greater").pvalue > 1e-3, confirmed
 
 
 @pytest.mark.parametrize("tv", [0.05, pytest.param(0.01, marks=pytest.mark.slow)])
 def test_power_against_a_verifier_at_stated_tv(tv):
     """A lossy verifier whose law is at TV exactly ``tv`` from P (least-favourable direction) is
-    flagged at the designed n with the designed power: over 40 seeds at power 0.9 the rejection
-    count is consistent with 0.9 (two-sided binomial test, false-fail rate 1e-3)."""
+    flagged at the designed n with the designed power: over 40 seeds at power 0.9 the first-stage
+    rejections are consistent with 0.9, and the confirmed ones (two independent stages) with 0.81
+    (two-sided binomial tests, false-fail rate 1e-3 each)."""
     p = np.array([0.3, 0.2, 0.4, 0.1])
     q = np.array([0.4, 0.4, 0.15, 0.05])
     tilt = p * np.array([1 + 2 * tv, 1 + 2 * tv, 1 - 2 * tv, 1 - 2 * tv])  # TV(p, tilt) = tv, w = 2 tv
@@ -186,11 +188,12 @@ def test_power_against_a_verifier_at_stated_tv(tv):
     exact_v = check_lossless(lossy, m, "chain(1)", method="exact")
     assert abs(exact_v.tv_error - tv) < 1e-12  # the second token is an exact target draw
     n = specoracle.stats.sample_size(tv, cells=4, alpha=0.01, power=0.9)
-    hits = sum(
-        check_lossless(lossy, m, "chain(1)", method="chi2", projection="first_token", n=n, seed=s).status == "not lossless"
-        for s in range(40)
-    )
+    verdicts = [check_lossless(lossy, m, "chain(1)", method="chi2", projection="first_token", n=n, seed=s)
+                for s in range(40)]
+    hits = sum(v.stages[0].rejected for v in verdicts)
+    confirmed = sum(v.status == "not lossless" for v in verdicts)
     assert sst.binomtest(hits, 40, 0.9).pvalue > 1e-3, (hits, n)
+    assert sst.binomtest(confirmed, 40, 0.81).pvalue > 1e-3, (confirmed, n)
 
 
 def test_assert_lossless_passes_and_fails_with_a_table():

@@ -25,7 +25,7 @@ def run(capsys, *argv):
     return code, out.out, out.err
 
 
-@pytest.mark.parametrize("sub", [(), ("report",), ("check",), ("bound",), ("bench",)], ids=lambda s: "-".join(s) or "top")
+@pytest.mark.parametrize("sub", [(), ("report",), ("check",), ("bound",), ("bench",), ("engines",)], ids=lambda s: "-".join(s) or "top")
 def test_help_everywhere(capsys, sub):
     with pytest.raises(SystemExit) as exc:
         cli.main([*sub, "--help"])
@@ -341,3 +341,50 @@ def test_api_accepts_every_cli_model_string():
     for text in ("E5", "random:4:3:0.001", "ngram:3", "sparse:3:1:q_zeros", "E5|T=0.5[draft]|top_k=3"):
         v = check_lossless("naive", text, "chain(1)", method="exact")
         assert v.lossless and v.model == parse_model(text).name
+
+
+def test_check_json_records_both_stages_of_a_flag(capsys):
+    """A confirmed flag: two stages at the same n, the second on derive_seed(seed, "confirm")."""
+    from specoracle.stats import derive_seed
+
+    code, out, _ = run(capsys, "check", "bv_forward_scan", "--method", "chi2", "--samples", "300", "--seed", "4",
+                       "--json")
+    v = json.loads(out)
+    assert code == 1 and v["status"] == "not lossless" and v["confirmation"] == "confirmed"
+    assert [(s["n"], s["seed"]) for s in v["stages"]] == [(300, 4), (300, derive_seed(4, "confirm"))]
+    assert all(s["p_value"] <= s["alpha"] == 0.01 for s in v["stages"])
+    code, out, _ = run(capsys, "check", "bv_forward_scan", "--method", "chi2", "--samples", "300", "--seed", "4",
+                       "--no-confirm", "--json")
+    single = json.loads(out)
+    assert code == 1 and len(single["stages"]) == 1 and single["p_value"] == v["p_value"]
+
+
+def _engine_rows(verdicts):
+    from specoracle.adapters.conformance import ConformanceRow
+
+    return [ConformanceRow("eagle", f"case {i}", "lossless", v, 100, 0.05, 0.5, 1.0, "1.2.1", "note")
+            for i, v in enumerate(verdicts)]
+
+
+@pytest.mark.parametrize("verdicts,code", [(("lossless", "skipped"), 0), (("lossless", "NOT lossless"), 1),
+                                           (("error",), 1), (("lossless", "inconclusive"), 4)],
+                         ids=["ok-0", "differs-1", "error-1", "inconclusive-4"])
+def test_engines_exit_status_and_json(capsys, monkeypatch, verdicts, code):
+    from specoracle.adapters import conformance
+
+    calls = []
+    monkeypatch.setattr(conformance, "conformance", lambda engines, **kw: calls.append((engines, kw)) or
+                        _engine_rows(verdicts))
+    got, out, _ = run(capsys, "engines", "--engine", "eagle", "--quick", "--json")
+    payload = json.loads(out)
+    assert got == code and calls == [(["eagle"], {"quick": True})]
+    assert [r["verdict"] for r in payload["rows"]] == list(verdicts) and payload["ok"] == (code == 0)
+    assert "Holm" in payload["family"]
+
+
+def test_engines_lists_missing_engines_with_their_install_command(capsys, monkeypatch):
+    from specoracle.adapters import conformance
+
+    monkeypatch.setattr(conformance, "_installed", lambda engine: False)
+    code, out, _ = run(capsys, "engines")
+    assert code == 0 and out.count("skipped") == len(conformance.CASES) and "pip install --no-deps eagle-llm" in out

@@ -20,7 +20,7 @@ from specoracle.reports import ReportConfig, Section, Table, jsonable, nonfinite
 from specoracle.reports.render import to_markdown
 from specoracle.reports.sections import SECTIONS, Context, run_section
 
-SECTION_KEYS = ("exact", "chi2", "bounds", "parity", "mutants", "delayed", "selector", "claims")
+SECTION_KEYS = ("exact", "chi2", "bounds", "parity", "mutants", "delayed", "selector", "claims", "engines")
 
 
 def _console_script() -> list[str]:
