@@ -157,15 +157,15 @@ def _rows(draw, V: int, max_V: int, shape: str) -> tuple[tuple, tuple]:
     """One row pair. Weights are drawn for ``max_V`` tokens and cut to ``V``, so the choices do
     not depend on ``V`` and hypothesis can shrink ``V`` alone (the first ``V`` weights stay)."""
     def ints(lo, hi):
-        return draw(st.lists(st.integers(lo, hi), min_size=max_V, max_size=max_V))[:V]
+        return st.lists(st.integers(lo, hi), min_size=max_V, max_size=max_V).map(lambda w: w[:V])
 
     if shape == "near_equal":
-        base, eps = ints(1, 9), ints(-3, 3)
+        base, eps = draw(ints(1, 9)), draw(ints(-3, 3))
         return tuple(NEAR_SCALE * w for w in base), tuple(NEAR_SCALE * w + e for w, e in zip(base, eps))
     lo, hi = (0, 3) if shape == "sparse" else (1, 9)
     out = []
     for _ in range(2):
-        w = [hi - x for x in ints(0, hi - lo)]  # hi - x: shrinking (x -> 0) goes to the uniform row
+        w = [hi - x for x in draw(ints(0, hi - lo))]  # hi - x: shrinking (x -> 0) goes to the uniform row
         if sum(w) == 0:
             w[-1] = 1
         out.append(tuple(w))
