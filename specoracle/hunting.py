@@ -308,6 +308,8 @@ def simplify(case: Case, error: float, kinds: tuple, error_of, tol: float = LOSS
     while improved and steps < max_steps:
         improved = False
         for cand in _smaller_cases(case, kinds):
+            if cand.size() >= case.size():  # every candidate is smaller; the order guarantees termination
+                continue
             steps += 1
             err = error_of(cand)
             if err > tol:
