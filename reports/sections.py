@@ -365,14 +365,14 @@ def parity(ctx: Context) -> Section:
 # --- 5. mutants --------------------------------------------------------------------------------
 def mutant_detection(ctx: Context) -> Section:
     """Every mutant must be flagged and every true negative passed (exact, and chi-squared)."""
-    from specoracle import examples, mutants
+    from specoracle import mutants
     from specoracle.check import check_lossless
 
     cfg = ctx.cfg
     items = list(mutants.catalog()) + list(mutants.true_negatives())
     rows, data, missed = [], [], []
     for m in ctx.progress(items, "5/7 mutants", total=len(items)):
-        model = examples.get(m.model)
+        model = ctx.model(m.model)  # an example name or random:V:seed[:divergence]
         scheme = parse_scheme(m.scheme)
         res = ctx.exact(m.verify, m.model, scheme, label=f"mutant:{m.name}")
         err = _f(res.max_error)

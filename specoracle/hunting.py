@@ -16,7 +16,8 @@ What is searched (:func:`cases`, one :class:`Case` per example):
 
 Each example's exact max error is passed to :func:`hypothesis.target`, so the search climbs towards
 larger errors; an error above ``tol`` is a counterexample, which hypothesis shrinks towards small
-``V``, one row pair, short chains and simple weights. The search runs in rounds of
+``V``, one row pair, short chains and simple weights, and :func:`simplify` then drops scheme
+size, row pairs and tokens while the failure persists. The search runs in rounds of
 :data:`ROUND` examples, each with its own seed (``seed``, ``seed + 1``, ...; reproducible), until a
 counterexample is found, ``budget`` seconds or ``max_examples`` examples are spent. Finding nothing
 is not a proof: the verdict says how much was searched.
@@ -42,7 +43,7 @@ from .registry import Entry
 from .registry import get as registry_get
 from .registry import names as registry_names
 
-__all__ = ["Case", "HuntResult", "hunt", "cases", "accepted_kinds", "ROUND", "SHAPES"]
+__all__ = ["Case", "HuntResult", "hunt", "cases", "accepted_kinds", "simplify", "ROUND", "SHAPES"]
 
 ROUND = 100
 """Examples per search round (each round has its own seed)."""
@@ -156,15 +157,15 @@ def _rows(draw, V: int, max_V: int, shape: str) -> tuple[tuple, tuple]:
     """One row pair. Weights are drawn for ``max_V`` tokens and cut to ``V``, so the choices do
     not depend on ``V`` and hypothesis can shrink ``V`` alone (the first ``V`` weights stay)."""
     def ints(lo, hi):
-        return draw(st.lists(st.integers(lo, hi), min_size=max_V, max_size=max_V))[:V]
+        return st.lists(st.integers(lo, hi), min_size=max_V, max_size=max_V).map(lambda w: w[:V])
 
     if shape == "near_equal":
-        base, eps = ints(1, 9), ints(-3, 3)
+        base, eps = draw(ints(1, 9)), draw(ints(-3, 3))
         return tuple(NEAR_SCALE * w for w in base), tuple(NEAR_SCALE * w + e for w, e in zip(base, eps))
     lo, hi = (0, 3) if shape == "sparse" else (1, 9)
     out = []
     for _ in range(2):
-        w = [hi - x for x in ints(0, hi - lo)]  # hi - x: shrinking (x -> 0) goes to the uniform row
+        w = [hi - x for x in draw(ints(0, hi - lo))]  # hi - x: shrinking (x -> 0) goes to the uniform row
         if sum(w) == 0:
             w[-1] = 1
         out.append(tuple(w))
@@ -250,6 +251,71 @@ def accepted_kinds(verifier) -> tuple[str, ...]:
             continue
         out.append(kind)
     return tuple(out)
+
+
+# --- simplification after hypothesis' shrink ---------------------------------------------------------
+def _smaller_schemes(scheme: Scheme, kinds: tuple) -> list[Scheme]:
+    """Strictly smaller schemes of an accepted kind (fewer draws or less depth)."""
+    out = []
+    if scheme.kind == "chain" and scheme.depth > 1:
+        out.append(chain(scheme.depth - 1))
+    if scheme.kind == "iid":
+        if scheme.k > 2:
+            out.append(iid(scheme.k - 1, scheme.branch))
+        if scheme.branch > 1:
+            out.append(iid(scheme.k, scheme.branch - 1))
+        out.append(chain(scheme.branch))
+    if scheme.kind == "delayed":
+        out += ([delayed(scheme.k - 1, 1, 1)] if scheme.k > 2 else []) + [iid(scheme.k, 1), chain(2)]
+    if scheme.kind == "without_replacement":
+        b = scheme.branching
+        if len(b) > 1:
+            out.append(without_replacement(b[:1]))
+        if b[0] > 2:
+            out.append(without_replacement((b[0] - 1,) + b[1:]))
+        out.append(chain(len(b)))
+    return [s for s in out if s.kind in kinds]
+
+
+def _smaller_cases(case: Case, kinds: tuple):
+    """Candidates strictly smaller than ``case`` (:meth:`Case.size`): a smaller scheme, one row
+    pair fewer, one token fewer (every row keeps a positive mass), each row divided by its gcd."""
+    for s in _smaller_schemes(parse_scheme(case.scheme), kinds):
+        yield Case(case.V, case.P, case.Q, case.a, case.b, s.name)
+    if case.R > 1:
+        for r in range(case.R):
+            keep = [i for i in range(case.R) if i != r]
+            yield Case(case.V, tuple(case.P[i] for i in keep), tuple(case.Q[i] for i in keep),
+                       case.a if case.R > 2 else 0, case.b if case.R > 2 else 0, case.scheme)
+    if case.V > 2:
+        for t in range(case.V):
+            P = tuple(row[:t] + row[t + 1:] for row in case.P)
+            Q = tuple(row[:t] + row[t + 1:] for row in case.Q)
+            if all(sum(row) > 0 for row in P + Q):
+                yield Case(case.V - 1, P, Q, case.a, case.b, case.scheme)
+    P = tuple(tuple(w // math.gcd(*row) for w in row) for row in case.P)
+    Q = tuple(tuple(w // math.gcd(*row) for w in row) for row in case.Q)
+    if (P, Q) != (case.P, case.Q):
+        yield Case(case.V, P, Q, case.a, case.b, case.scheme)
+
+
+def simplify(case: Case, error: float, kinds: tuple, error_of, tol: float = LOSSLESS_TOL,
+             max_steps: int = 200) -> tuple[Case, float]:
+    """Greedy descent from a failing ``case`` (after hypothesis' shrink, whose choice sequences
+    cannot drop a token or a row pair): take the first smaller candidate whose ``error_of(case)``
+    is above ``tol``, repeat until none is. Returns the case and its error."""
+    steps, improved = 0, True
+    while improved and steps < max_steps:
+        improved = False
+        for cand in _smaller_cases(case, kinds):
+            if cand.size() >= case.size():  # every candidate is smaller; the order guarantees termination
+                continue
+            steps += 1
+            err = error_of(cand)
+            if err > tol:
+                case, error, improved = cand, err, True
+                break
+    return case, error
 
 
 # --- the search -------------------------------------------------------------------------------------
@@ -342,7 +408,7 @@ def hunt(
     seconds = time.perf_counter() - t0
     if found is None:
         return HuntResult(name, False, None, None, state["worst"], state["worst_error"], state["n"], seconds, kinds)
-    case, err = found
+    case, err = simplify(found[0], found[1], kinds, evaluate, tol)
     return HuntResult(name, True, case, err, state["worst"], state["worst_error"], state["n"], seconds, kinds,
                       code=case.code(imp, expr, err))
 

@@ -8,6 +8,7 @@ Every search is reproducible: fixed seeds, and ``max_examples`` (not the time bu
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from specoracle import exact, examples
 from specoracle.cli import main
 from specoracle.drafting import parse_scheme
 from specoracle.errors import InvalidArgument
-from specoracle.hunting import NEAR_SCALE, Case, accepted_kinds, cases, hunt
+from specoracle.hunting import NEAR_SCALE, Case, accepted_kinds, cases, hunt, simplify
 from specoracle.mutants import get
 
 BOUND = dict(budget=300.0, max_examples=400, seed=0)  # the example count, not the clock, ends a search
@@ -150,3 +151,25 @@ def test_cli_hunt(capsys):
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["found"] is False
     assert main(["hunt", "no_such_verifier"]) == 2
+
+
+def test_cli_hunt_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["hunt", "--help"])
+    text = capsys.readouterr().out
+    assert exc.value.code == 0 and "usage: specoracle hunt" in text and "--budget" in text and "--json" in text
+
+
+def test_simplify_drops_what_the_failure_does_not_need():
+    # bonus_from_draft fails wherever q[L] != p[L]; a 3-token, 2-row-pair, chain(2) case reduces to
+    # V = 2, one row pair, chain(1), with each row divided by its gcd
+    big = Case(3, ((2, 2, 2), (4, 2, 2)), ((2, 4, 2), (6, 2, 2)), 1, 1, "chain(2)")
+    m = get("bonus_from_draft")
+
+    def error_of(c):
+        return float(exact.evaluate(m.verify, c.model(), parse_scheme(c.scheme)).max_error)
+
+    small, err = simplify(big, error_of(big), ("chain",), error_of)
+    assert (small.V, small.R, small.scheme) == (2, 1, "chain(1)")
+    assert all(math.gcd(*row) == 1 for row in small.P + small.Q)
+    assert err == error_of(small) > 1e-12
