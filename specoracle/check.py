@@ -442,6 +442,10 @@ class Verdict:
                 f"{self.method}{f' on {cases}' if self.cases else ''}, ")
         if self.status == LOSSLESS:
             return f"NO LOSS DETECTED ({head}n = {n:,}: detects TV >= {dtv:.2g} with power {self.power:g})"
+        if self.confirmation == "unconfirmed":
+            first, second = self.stages[0], self.stages[1]
+            return (f"INCONCLUSIVE ({head}n = {n:,}: a flag (p = {first.p_value:.2g}) not confirmed on an "
+                    f"independent seed (p = {second.p_value:.2g}); rerun with more samples)")
         return f"INCONCLUSIVE ({head}n = {n:,}: detects only TV >= {dtv:.2g}, above the ceiling {self.tv_ceiling:g})"
 
     @property

@@ -111,6 +111,7 @@ def test_an_unconfirmed_flag_is_inconclusive():
     rejects (p ~ 0.0014) and the confirmation does not (p ~ 0.12): inconclusive, not a failure;
     with confirm=False the same first stage says not lossless."""
     v = check_lossless("naive", "E1", "chain(1)", method="chi2", n=200, seed=9)
+    assert v.words.startswith("INCONCLUSIVE (chi2, n = 200: a flag (p = ") and "not confirmed" in v.words
     assert v.status == INCONCLUSIVE and v.confirmation == stats.UNCONFIRMED, v.summary()
     assert v.stages[0].rejected and not v.stages[1].rejected
     assert "rerun with a larger n" in v.summary()
