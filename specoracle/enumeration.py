@@ -58,6 +58,8 @@ __all__ = [
     "block_law",
     "BlockLaw",
     "executor",
+    "RowTable",
+    "DIRECT_KINDS",
 ]
 
 DIRECT_KINDS = ("chain", "iid", "delayed")
@@ -226,7 +228,7 @@ class BlockLaw:
     n_trees: int
 
 
-class _Rows:
+class RowTable:
     """Every ``p``/``q`` row of prefixes up to ``depth`` tokens, stacked once: an instance's tables
     are one fancy-indexing step (``P[idx]``) instead of a stack of row copies per tree."""
 
@@ -277,7 +279,7 @@ def _trees_law(r: Resolved, model: ToyModel, scheme: Scheme, trees: Iterable[tup
     law: dict = {}
     fallback = mass = 0 * _one(rational)
     n = 0
-    rows = _Rows(model, scheme.depth)
+    rows = RowTable(model, scheme.depth)
     for tree, tree_pr in trees:
         n += 1
         mass = mass + tree_pr

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .drafting import Scheme
-from .enumeration import BadOutcome, checked_block
+from .enumeration import DIRECT_KINDS, BadOutcome, RowTable, checked_block, iid_trees
 from .enumeration import block_law as fast_block_law
 from .errors import InvalidArgument, SpecoracleError, unknown_name
 from .instance import Instance, Outcome
@@ -296,13 +296,12 @@ def _rows_key(model: ToyModel, depth: int) -> tuple:
 
 def _step_law(r, m: ToyModel, scheme: Scheme, state, rational: bool) -> list:
     """``[((block, new_state), pr)]`` of one call on model ``m`` (direct tree enumeration)."""
-    from .enumeration import DIRECT_KINDS, iid_trees
-
     fn, stateful, name = r.fn, r.stateful, r.name
     trees = iid_trees(m, scheme) if scheme.kind in DIRECT_KINDS else scheme.enumerate(m)
+    rows = RowTable(m, scheme.depth)
     out: list = []
     for tree, tree_pr in trees:
-        inst = Instance.from_model(m, tree)
+        inst = rows.instance(tree)
         run = (lambda rr: fn(inst, rr, state)) if stateful else (lambda rr: (fn(inst, rr), None))
         law, _ = enumerate_law(run, rational=rational, name=name, guard=False)
         for (outcome, new_state), p in law:
