@@ -9,6 +9,7 @@ under a timeout, so a slow old-engine run is killed, not waited for (``> T`` in 
 
     python benchmarks/bench_exact.py                      # everything (long on 2 cores)
     python benchmarks/bench_exact.py --only specinfer,bv --old-timeout 60 --no-ladder
+    python benchmarks/bench_exact.py --cases '3:iid(3,2)' --no-ladder   # a case the old engine finishes
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import time
 
-CASES = ("iid(3,3)", "delayed(3,1,2)")
+CASES = ((4, "iid(3,3)"), (4, "delayed(3,1,2)"))
 CHAIN_CASE = "chain(4)"
 LADDER = ((5, "iid(3,3)"), (6, "iid(3,3)"), (8, "iid(3,3)"), (5, "iid(4,3)"), (6, "iid(4,3)"), (10, "iid(3,3)"))
 CHAIN_LADDER = ((5, "chain(4)"), (6, "chain(4)"), (8, "chain(4)"), (6, "chain(5)"), (10, "chain(5)"))
@@ -68,18 +69,25 @@ def main(argv=None) -> int:
     ap.add_argument("--no-ladder", action="store_true", help="skip the largest-case ladder")
     ap.add_argument("--no-old", action="store_true", help="time the new engine only")
     ap.add_argument("--workers", type=int, default=None, help="worker processes of the new engine's per-tree path")
+    ap.add_argument("--cases", default="", help="cases 'V:scheme;V:scheme', e.g. '3:iid(3,2);4:delayed(3,1,2)' (default: "
+                                                "4:iid(3,3);4:delayed(3,1,2); chain-only verifiers: chain(L+1))")
     args = ap.parse_args(argv)
-    from specoracle import registry
+    from specoracle import drafting, registry
 
     names = [n for n in args.only.split(",") if n] or registry.names()
+    cases_all = CASES
+    if args.cases:
+        cases_all = tuple((int(c.split(":")[0]), c.split(":", 1)[1]) for c in args.cases.split(";") if c)
     print(f"{'verifier':22s} {'case':22s} {'old s':>9s} {'new s':>9s} {'ratio':>9s}", flush=True)
     for name in names:
         entry = registry.get(name)
-        cases = [c for c in CASES if entry.accepts(c.split("(")[0])] or [CHAIN_CASE]
-        for scheme in cases:
-            new = measure("evaluate", name, 4, scheme, "fast", args.new_timeout, args.workers)
-            old = None if args.no_old else measure("evaluate", name, 4, scheme, "reference", args.old_timeout)
-            print(f"{name:22s} {'V=4 ' + scheme:22s} {_fmt(old, args.old_timeout) if not args.no_old else '-':>9s} "
+        cases = [(V, c) for V, c in cases_all if entry.accepts(c.split("(")[0])]
+        if not cases:  # chain-only: a chain as deep as the largest tree case
+            cases = [(V, f"chain({drafting.parse_scheme(c).depth + 1})") for V, c in cases_all[:1]]
+        for V, scheme in cases:
+            new = measure("evaluate", name, V, scheme, "fast", args.new_timeout, args.workers)
+            old = None if args.no_old else measure("evaluate", name, V, scheme, "reference", args.old_timeout)
+            print(f"{name:22s} {f'V={V} ' + scheme:22s} {_fmt(old, args.old_timeout) if not args.no_old else '-':>9s} "
                   f"{_fmt(new, args.new_timeout):>9s} {_ratio(old, new, args.old_timeout) if not args.no_old else '-':>9s}",
                   flush=True)
         if entry.stateful:

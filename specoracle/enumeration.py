@@ -1,7 +1,7 @@
 """The fast exact engine: draft trees enumerated directly, subtree laws memoised, work spread.
 
 :func:`specoracle.exact.evaluate` (``engine="fast"``, the default) builds the block law of a
-one-step verifier from three exact reductions, each checked against the reference engine
+one-step verifier from four exact reductions, each checked against the reference engine
 (``engine="reference"``: the drafting procedure and the verifier replayed per leaf) in
 ``tests/test_exact_engines.py``:
 
@@ -23,8 +23,10 @@ one-step verifier from three exact reductions, each checked against the referenc
    where ``stop`` and ``enter`` come from running the verifier itself on the one-level tree of
    the draws ``d`` (children as leaves). Each ``(prefix, m, l)`` is computed once.
 
-Everything else (without-replacement trees, stateful verifiers, plain callables) runs per tree,
-optionally on worker processes through any object with ``map(fn, iterable)``
+Everything that is not top-down (stateful verifiers, plain callables, without-replacement trees)
+runs per tree, rows stacked once and nothing re-validated; chain/i.i.d./delayed trees are
+enumerated directly (without-replacement ones by the drafting procedure) and may be spread over
+worker processes through any object with ``map(fn, iterable)``
 (:class:`concurrent.futures.Executor`, or a cluster client with the same method).
 
 Every outcome is checked (:func:`checked_block`) and every enumeration is deterministic and sums to
@@ -58,6 +60,8 @@ __all__ = [
     "block_law",
     "BlockLaw",
     "executor",
+    "RowTable",
+    "DIRECT_KINDS",
 ]
 
 DIRECT_KINDS = ("chain", "iid", "delayed")
@@ -226,7 +230,7 @@ class BlockLaw:
     n_trees: int
 
 
-class _Rows:
+class RowTable:
     """Every ``p``/``q`` row of prefixes up to ``depth`` tokens, stacked once: an instance's tables
     are one fancy-indexing step (``P[idx]``) instead of a stack of row copies per tree."""
 
@@ -277,7 +281,7 @@ def _trees_law(r: Resolved, model: ToyModel, scheme: Scheme, trees: Iterable[tup
     law: dict = {}
     fallback = mass = 0 * _one(rational)
     n = 0
-    rows = _Rows(model, scheme.depth)
+    rows = RowTable(model, scheme.depth)
     for tree, tree_pr in trees:
         n += 1
         mass = mass + tree_pr

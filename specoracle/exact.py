@@ -22,6 +22,7 @@ be rational, see :func:`specoracle.models.rationalize`).
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .drafting import Scheme
-from .enumeration import BadOutcome, checked_block
+from .enumeration import DIRECT_KINDS, BadOutcome, RowTable, checked_block, iid_trees
 from .enumeration import block_law as fast_block_law
 from .errors import InvalidArgument, SpecoracleError, unknown_name
 from .instance import Instance, Outcome
@@ -296,13 +297,12 @@ def _rows_key(model: ToyModel, depth: int) -> tuple:
 
 def _step_law(r, m: ToyModel, scheme: Scheme, state, rational: bool) -> list:
     """``[((block, new_state), pr)]`` of one call on model ``m`` (direct tree enumeration)."""
-    from .enumeration import DIRECT_KINDS, iid_trees
-
     fn, stateful, name = r.fn, r.stateful, r.name
     trees = iid_trees(m, scheme) if scheme.kind in DIRECT_KINDS else scheme.enumerate(m)
+    rows = RowTable(m, scheme.depth)
     out: list = []
     for tree, tree_pr in trees:
-        inst = Instance.from_model(m, tree)
+        inst = rows.instance(tree)
         run = (lambda rr: fn(inst, rr, state)) if stateful else (lambda rr: (fn(inst, rr), None))
         law, _ = enumerate_law(run, rational=rational, name=name, guard=False)
         for (outcome, new_state), p in law:
@@ -341,14 +341,14 @@ def _sequence_fast(r, model: ToyModel, scheme: Scheme, length: int, rational: bo
 
 
 def _hashable(state):
-    """``state`` as a dict key (``("none",)`` for None), or None when it cannot be hashed."""
+    """``state`` as a dict key: its pickle (equal bytes: the same state, whatever ``__eq__``
+    ignores), or None when it cannot be pickled (then it is never merged or memoised)."""
     if state is None:
         return ("none",)
     try:
-        hash(state)
-    except TypeError:
+        return ("pickle", pickle.dumps(state, protocol=4))
+    except Exception:  # unpicklable (closures, generators): identity only
         return None
-    return ("state", state)
 
 
 def _reference_block_law(r, model: ToyModel, scheme: Scheme, rational: bool):
@@ -410,8 +410,9 @@ def sequence_law(
 
     ``engine="fast"`` merges equal ``(context, state)`` pairs, enumerates the trees of each call
     directly and memoises a call's law on ``(rows of its context, state)`` (rows read up to the
-    scheme's depth: equal rows give the same call); ``"reference"`` replays drafting and verifier
-    jointly per leaf.
+    scheme's depth: equal rows give the same call; states compared by their pickles, so a field
+    that ``__eq__`` ignores still counts); ``"reference"`` replays drafting and verifier jointly
+    per leaf.
     """
     _check_model(model, rational)
     if engine not in ENGINES:

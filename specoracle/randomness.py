@@ -52,6 +52,8 @@ __all__ = [
     "enumerate_law",
     "bernoulli_from_uniform",
     "quantised",
+    "checked_probabilities",
+    "NEG_ROUNDING",
     "categorical_from_uniform",
     "KeyReuseError",
     "node_keys",
@@ -137,16 +139,50 @@ def bernoulli_from_uniform(u: float, prob) -> bool:
     return bool(u < float(prob))
 
 
-def categorical_from_uniform(u: float, probs) -> int:
+NEG_ROUNDING = 1e-12
+"""A float probability in ``[-NEG_ROUNDING, 0)`` passed to ``categorical`` is rounding (e.g. of a
+residual ``p - q``) and counts as 0, in every random source alike; a more negative one is refused."""
+
+
+def checked_probabilities(probs, key: Hashable = None, rational: bool = False):
+    """The one rule every random source applies to a ``categorical`` vector.
+
+    Rational: non-negative Fractions (or ints) summing to exactly 1. Float: entries below
+    ``-NEG_ROUNDING`` refused, entries in ``[-NEG_ROUNDING, 0)`` clipped to 0 (rounding), sum within
+    ``1e-9`` of 1. Returns the vector (float: a clipped float64 array). Raises
+    :class:`SpecoracleError` with the same message from sampling and from the exact engine.
+    """
+    where = f"categorical() for key {key!r}" if key is not None else "categorical()"
+    if rational:
+        for i, x in enumerate(probs):
+            if x < 0:
+                raise SpecoracleError(f"{where}: token {i} has negative probability {x!r}")
+        total = sum(probs)
+        if total != 1:
+            raise SpecoracleError(f"{where} needs a probability vector summing to 1, got sum {total!r}")
+        return probs
+    p = np.asarray(probs, dtype=np.float64)
+    bad = np.flatnonzero(~(p >= -NEG_ROUNDING))  # NaN too
+    if len(bad):
+        i = int(bad[0])
+        raise SpecoracleError(f"{where}: token {i} has probability {float(p[i])!r}, negative beyond rounding "
+                              f"(entries in [-{NEG_ROUNDING:g}, 0) count as 0)")
+    if (p < 0).any():
+        p = np.where(p < 0, 0.0, p)
+    total = float(p.sum())
+    if not abs(total - 1.0) <= _SUM_ATOL:
+        raise SpecoracleError(f"{where} needs a probability vector summing to 1, got sum {total!r}")
+    return p
+
+
+def categorical_from_uniform(u: float, probs, key: Hashable = None) -> int:
     """Inverse CDF: the first index ``i`` with ``u < cumsum(probs)[i]`` (float64, left to right).
 
     If rounding leaves ``u >= sum(probs)``, the last index with positive probability is taken, so
-    a zero-probability index is never returned.
+    a zero-probability index is never returned. ``probs`` obey :func:`checked_probabilities`.
     """
-    p = np.asarray(probs, dtype=np.float64)
+    p = checked_probabilities(probs, key)
     c = np.cumsum(p)
-    if not abs(c[-1] - 1.0) <= _SUM_ATOL or (p < 0).any():
-        raise SpecoracleError(f"categorical() needs a probability vector summing to 1, got sum {c[-1]!r}")
     idx = int(np.searchsorted(c, u, side="right"))  # first i with c[i] > u: never a p == 0 index
     if idx >= len(p):
         pos = np.flatnonzero(p > 0)
@@ -187,7 +223,7 @@ class Sampling:
         return bernoulli_from_uniform(self.gen.random(), prob)
 
     def categorical(self, probs, key: Hashable) -> int:
-        return categorical_from_uniform(self.gen.random(), probs)
+        return categorical_from_uniform(self.gen.random(), probs, key)
 
     def uniform(self, key: Hashable, bits: int | None = None) -> float:
         return quantised(self.gen.random(), bits)
@@ -273,7 +309,7 @@ class Coupled(_KeyTracker):
         return bernoulli_from_uniform(self._u(key), prob)
 
     def categorical(self, probs, key: Hashable) -> int:
-        return categorical_from_uniform(self._u(key), probs)
+        return categorical_from_uniform(self._u(key), probs, key)
 
     def uniform(self, key: Hashable, bits: int | None = None) -> float:
         return quantised(self._u(key), bits)
@@ -405,9 +441,11 @@ class _Replay(_KeyTracker):
     def categorical(self, probs, key: Hashable) -> int:
         self._resolve()
         self._use(key)
+        if self.rational:
+            for x in probs:
+                self._num(x)  # a float in rational mode is named as such
+        probs = checked_probabilities(probs, key, self.rational)
         total = sum(probs)
-        if (total != 1) if self.rational else not abs(float(total) - 1.0) <= _SUM_ATOL:
-            raise SpecoracleError(f"categorical() for key {key!r} needs probabilities summing to 1, got {total!r}")
         opts = [(i, self._num(x)) for i, x in enumerate(probs) if x > 0]
         if not opts:
             raise SpecoracleError(f"categorical() for key {key!r} got an all-zero probability vector")

@@ -21,7 +21,8 @@ from specoracle import drafting, examples, exact
 from specoracle.check import check_lossless
 from specoracle.exact import BadOutcome, checked_block
 from specoracle.instance import Instance, Outcome
-from specoracle.randomness import NondeterministicVerifier, enumerate_law
+from specoracle.errors import SpecoracleError
+from specoracle.randomness import Coupled, NondeterministicVerifier, Sampling, enumerate_law
 from specoracle.registry import get
 from specoracle.tree import Tree
 
@@ -175,3 +176,32 @@ def test_cli_refuses_with_exit_status_2():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "BadOutcome" in proc.stdout and "out of range" in proc.stdout
+
+
+# --- issue 14 item 6: one rule for categorical vectors in every random source -----------------------
+ROUNDED = [0.5, 0.5 + 2e-16, -2e-16]  # a residual p - q with rounding: token 2 counts as 0
+
+
+def _sources(probs):
+    yield "sampling", lambda: Sampling(0).categorical(probs, "k")
+    yield "coupled", lambda: Coupled([0.99], ["k"]).categorical(probs, "k")
+    yield "exact", lambda: [o for o, _ in enumerate_law(lambda r: r.categorical(probs, "k"))[0]]
+
+
+def test_tiny_negative_rounding_counts_as_zero_everywhere():
+    for _, draw in _sources(ROUNDED):
+        out = draw()
+        assert 2 not in (out if isinstance(out, list) else [out])
+    law, _ = enumerate_law(lambda r: r.categorical(ROUNDED, "k"))
+    assert sorted(o for o, _ in law) == [0, 1]
+
+
+@pytest.mark.parametrize("probs, words", [([0.5, 0.6, -0.1], "token 2 has probability -0.1, negative beyond rounding"),
+                                          ([0.5, 0.4], "summing to 1, got sum 0.9")], ids=["negative", "sum"])
+def test_bad_vectors_get_one_message_everywhere(probs, words):
+    messages = set()
+    for _, draw in _sources(probs):
+        with pytest.raises(SpecoracleError) as err:
+            draw()
+        messages.add(str(err.value))
+    assert len(messages) == 1 and words in messages.pop()
