@@ -267,7 +267,7 @@ def run(verifier, *, model=None, scheme=None, budget_seconds: float = BUDGET_SEC
         raise InvalidArgument(f"no portfolio case fits: the verifier accepts {sorted(declared or KINDS)}")
     stateful = resolve(fn).stateful
     built = {c.model: fixed_model if fixed_model is not None else parse_model(c.model) for c in rows}
-    costs = {c: check.exact_work(built[c.model], parse_scheme(c.scheme), stateful=stateful) for c in rows}
+    costs = {c: check.exact_work(built[c.model], parse_scheme(c.scheme), stateful=stateful, verifier=fn) for c in rows}
     # within a tier, cheapest first (the table order breaks ties)
     rows.sort(key=lambda c: (c.tier, costs[c]))
     if options.get("method") == "exact" and not _enumerable(fn):
