@@ -38,3 +38,16 @@ def test_without_cuda_the_real_run_refuses_at_once(tmp_path):
                           timeout=120)
     assert proc.returncode == 2 and "no CUDA device" in proc.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_bench_states_the_lp_twins_limit():
+    """khisti / ot_optimal / univer above ``_LP_MAX_V``: a row with no time and the measured largest
+    V within 1 s per batch of 64, in the same run as the timed twins."""
+    from specoracle.gpu import bench
+
+    rows = bench(["khisti", "ot_optimal", "univer", "naive"], B=2, V=64, repeats=1, reference_instances=1,
+                 schemes=("iid(2,1)",))
+    by = {r.name: r for r in rows}
+    for name in ("khisti", "ot_optimal", "univer"):
+        assert math.isnan(by[name].twin_s) and "within 1 s" in by[name].note and by[name].roofline_s > 0
+    assert math.isfinite(by["naive"].ratio)
