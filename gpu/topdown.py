@@ -113,7 +113,11 @@ def _residual(cur_p: torch.Tensor, r: torch.Tensor, qr: torch.Tensor) -> torch.T
 
 
 def _sequential(p, q, x, m, U, u, lay, *, update_q: bool, threshold: Callable | None = None, final=None):
-    """Sequential accept tests over the draw slots (SpecInfer / RRS-w/o / SpecTr share this loop)."""
+    """Sequential accept tests over the draw slots (SpecInfer / RRS-w/o / SpecTr share this loop).
+
+    ``final(live)`` -> the residual laws [len(live), V] of the rows ``live`` that rejected every
+    draft (built only for them); None: the (updated) ``p`` rows.
+    """
     R = p.shape[0]
     cur_p, cur_q = p, q  # the walk hands over gathered copies: updated in place
     t = torch.full((R,), -1, dtype=torch.long, device=p.device)
@@ -138,7 +142,7 @@ def _sequential(p, q, x, m, U, u, lay, *, update_q: bool, threshold: Callable | 
                 cur_q.index_copy_(0, r, qr.div_(torch.where(mass > 0, mass, torch.ones_like(mass))[:, None]))
     if bool(alive.any()):
         live = alive.nonzero()[:, 0]
-        law = (cur_p if final is None else final).index_select(0, live)
+        law = cur_p.index_select(0, live) if final is None else final(live)
         t[alive] = categorical(_col(U[alive], lay.residual(u[alive])), law)
     return t
 
@@ -151,61 +155,116 @@ def _rrs(p, q, x, m, U, u, lay, ctx):
     return _sequential(p, q, x, m, U, u, lay, update_q=True)
 
 
+_RHO_BINS = 64  # bins of the ratio p / q in [1, k) read by the first log2(64) = 6 bisection steps
+
+
 def kseq_rho(p: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """SpecTr's ``rho*`` per row by the reference's bisection (same float steps, batched).
+    """SpecTr's ``rho*`` per row by the reference's bisection (same steps, batched). [R, V], [R] -> [R].
 
     ``g(rho) = 1 - (1 - beta(rho))^k - rho beta(rho)``, ``beta(rho) = sum_y min(q, p / rho)``;
-    ``rho = 1`` if ``k = 1`` or ``g(1) <= 0``; otherwise bisect ``[1, k]`` until the midpoint
-    is no longer strictly inside and return the feasible end ``hi``. Shapes: [R, V], [R] -> [R].
+    ``rho = 1`` if ``k = 1`` or ``g(1) <= 0``; otherwise bisect ``[1, k]`` until the midpoint is no
+    longer strictly inside and return the feasible end ``hi``.
+
+    ``beta`` is not recomputed over ``V`` at every step: a token with ratio ``r_y = p_y / q_y >= hi``
+    contributes ``q_y`` at every later midpoint and one with ``r_y <= lo`` contributes
+    ``p_y / rho``, so ``beta(rho) = Q_fix + P_fix / rho + sum_{y in C} min(q_y, p_y / rho)`` over
+    the candidates ``C = {lo < r_y < hi}`` only, and ``C`` is re-partitioned after every step (it
+    shrinks with the interval): one pass over ``V``, then work proportional to the surviving
+    candidates. The first ``log2 M`` steps need no candidates at all: their midpoints are the edges
+    ``1 + (k - 1) j / M`` of ``M`` equal bins of ``r`` in ``[1, k)`` (exact dyadic floats for small
+    ``k``), so one pass (bin sums of ``p`` and ``q``) serves them; the candidates are then the
+    tokens of a single bin. Equal to the reference's per-step ``beta`` up to summation order.
     """
-    dt = p.dtype
-    kf = k.to(dt)
-
-    def g(rho: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        b = torch.minimum(q[rows], p[rows] / rho[:, None]).sum(-1)
-        return 1 - (1 - b) ** kf[rows] - rho * b
-
-    R = p.shape[0]
-    all_rows = torch.arange(R, device=p.device)
-    rho = torch.ones(R, dtype=dt, device=p.device)
-    need = k > 1
-    if bool(need.any()):
-        r = all_rows[need]
-        g1 = g(torch.ones(len(r), dtype=dt, device=p.device), r)
-        need[r[g1 <= 0]] = False
-    lo = torch.ones(R, dtype=dt, device=p.device)
-    hi = kf.clone()
-    while bool(need.any()):
-        r = all_rows[need]
-        mid = 0.5 * (lo[r] + hi[r])
-        stop = ~((lo[r] < mid) & (mid < hi[r]))
-        rho[r[stop]] = hi[r[stop]]
-        need[r[stop]] = False
-        go = ~stop
-        if not bool(go.any()):
+    dt, dev = p.dtype, p.device
+    rho = torch.ones(p.shape[0], dtype=dt, device=dev)
+    rows = (k > 1).nonzero()[:, 0]
+    if rows.numel() == 0:
+        return rho
+    if rows.numel() < p.shape[0]:
+        p, q, k = p.index_select(0, rows), q.index_select(0, rows), k.index_select(0, rows)
+    R, V = p.shape
+    K = k.to(dt)
+    # one pass: bin b of token y counts the edges e_j = 1 + (K - 1) j / M (j = 0..M) with e_j <= r_y
+    # (r < 1: bin 0; r >= K: bin M + 1; NaN for p = q = 0: bin 0, it adds 0), up to the rounding of
+    # (r - 1) M / (K - 1) for r within an ulp of an edge, where min(q, p / e) = q up to rounding;
+    # the first log2 M midpoints of the bisection are these edges: its first steps read bin sums
+    M = _RHO_BINS
+    ratio = p / q  # q = 0: inf (p > 0, adds q = 0) or NaN (p = 0, adds 0)
+    x = (ratio - 1).mul_((M / (K - 1))[:, None]).add_(1)
+    bins = torch.nan_to_num_(x, nan=0.0).clamp_(0, M + 1).long()  # floor: x >= 0
+    p_bin = torch.zeros((R, M + 2), dtype=dt, device=dev).scatter_add_(1, bins, p)
+    q_bin = torch.zeros((R, M + 2), dtype=dt, device=dev).scatter_add_(1, bins, q)
+    p_pre = torch.cumsum(p_bin, 1)  # sum of p over bins <= j
+    q_suf = torch.cumsum(q_bin.flip(1), 1).flip(1)  # sum of q over bins >= j
+    b1 = p_pre[:, 0] + q_suf[:, 1]  # beta(1)
+    active = 1 - (1 - b1) ** K - b1 > 0
+    lo = torch.ones(R, dtype=dt, device=dev)
+    hi = K.clone()
+    jlo = torch.zeros(R, dtype=torch.long, device=dev)
+    jhi = torch.full((R,), M, dtype=torch.long, device=dev)
+    for _ in range(M.bit_length() - 1):
+        mid = 0.5 * (lo + hi)
+        jmid = (jlo + jhi) // 2
+        # r >= mid = e_jmid: bins >= jmid + 1 add q; the others p / mid
+        beta = q_suf.gather(1, (jmid + 1)[:, None])[:, 0] + p_pre.gather(1, jmid[:, None])[:, 0] / mid
+        pos = (1 - (1 - beta) ** K - mid * beta > 0) & active
+        neg = ~pos & active
+        lo, jlo = torch.where(pos, mid, lo), torch.where(pos, jmid, jlo)
+        hi, jhi = torch.where(neg, mid, hi), torch.where(neg, jmid, jhi)
+    # candidates: the tokens of the one bin left between lo and hi (bin jhi when jhi = jlo + 1)
+    q_fix = q_suf.gather(1, (jhi + 1)[:, None])[:, 0]
+    p_fix = p_pre.gather(1, jlo[:, None])[:, 0]
+    cand = (bins == jhi[:, None]).logical_and_(active[:, None])
+    flat = cand.view(-1).nonzero()[:, 0]
+    cr = flat // V
+    # candidates as one [C, 4] table (p, q, ratio, row), compacted by one index_select per step
+    cand_t = torch.stack([p.view(-1).index_select(0, flat), q.view(-1).index_select(0, flat),
+                          ratio.view(-1).index_select(0, flat), cr.to(dt)], 1)
+    out = torch.ones(R, dtype=dt, device=dev)
+    while True:
+        mid = 0.5 * (lo + hi)
+        stop = active & ~((lo < mid) & (mid < hi))
+        if bool(stop.any()):
+            out = torch.where(stop, hi, out)
+            active &= ~stop
+            cand_t = cand_t.index_select(0, active[cr].nonzero()[:, 0])
+            cr = cand_t[:, 3].long()
+        if not bool(active.any()):
             break
-        r, mid = r[go], mid[go]
-        pos = g(mid, r) > 0
-        lo[r[pos]] = mid[pos]
-        hi[r[~pos]] = mid[~pos]
-    return rho
+        cp, cq, cratio = cand_t[:, 0], cand_t[:, 1], cand_t[:, 2]
+        beta = (q_fix + p_fix / mid).index_add_(0, cr, torch.minimum(cq, cp / mid.index_select(0, cr)))
+        pos = 1 - (1 - beta) ** K - mid * beta > 0
+        lo = torch.where(active & pos, mid, lo)
+        hi = torch.where(active & ~pos, mid, hi)
+        up, down = cratio >= hi.index_select(0, cr), cratio <= lo.index_select(0, cr)
+        q_fix.index_add_(0, cr, torch.where(up, cq, 0))
+        p_fix.index_add_(0, cr, torch.where(down, cp, 0))
+        keep = (up | down).logical_not_().nonzero()[:, 0]
+        cand_t = cand_t.index_select(0, keep)
+        cr = cr.index_select(0, keep)
+    return out if rows.numel() == rho.numel() else rho.index_copy_(0, rows, out)
 
 
 def _spectr(p, q, x, m, U, u, lay, ctx):
     k = m.sum(1)
     rho = kseq_rho(p, q, k)
-    mn = torch.minimum(q, p / rho[:, None])
-    b = mn.sum(-1)
-    kf = k.to(p.dtype)
-    gamma = torch.where(b > 0, (1 - (1 - b) ** kf) / torch.where(b > 0, b, torch.ones_like(b)), torch.zeros_like(b))
-    res_k1 = p - torch.minimum(p, q)
-    res = torch.where((k == 1)[:, None], res_k1, (p - gamma[:, None] * mn).clamp_min(0))
-    res = normalize_or(res, p)
+
+    def residual(live):
+        """``norm((p - gamma min(q, p / rho))_+)`` of the rows ``live`` that rejected every draft."""
+        pl, ql, kl, rl = p.index_select(0, live), q.index_select(0, live), k.index_select(0, live), rho.index_select(0, live)
+        mn = torch.minimum(ql, pl / rl[:, None])
+        b = mn.sum(-1)
+        gamma = torch.where(b > 0, (1 - (1 - b) ** kl.to(p.dtype)) / torch.where(b > 0, b, torch.ones_like(b)),
+                            torch.zeros_like(b))
+        # k = 1: rho = 1, mn = min(p, q), residual p - mn (gamma 1, as the reference's p - min(p, q))
+        gamma = torch.where(kl == 1, torch.ones_like(gamma), gamma)
+        res = mn.mul_(gamma[:, None])
+        return normalize_or(torch.sub(pl, res, out=res).clamp_min_(0), pl)
 
     def thr(xj):
         return p.gather(1, xj[:, None])[:, 0] / (rho * q.gather(1, xj[:, None])[:, 0])
 
-    return _sequential(p, q, x, m, U, u, lay, update_q=False, threshold=thr, final=res)
+    return _sequential(p, q, x, m, U, u, lay, update_q=False, threshold=thr, final=residual)
 
 
 def _cpu_rows(ctx, r_tree: torch.Tensor, u: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
