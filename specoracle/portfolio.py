@@ -48,6 +48,7 @@ from .errors import BudgetExceeded, InvalidArgument
 from .examples import parse_model
 from .exact import LOSSLESS_TOL
 from .models import ToyModel, context_free, tabulated
+from .randomness import KeyReuseError, NondeterministicVerifier
 from .registry import Entry, get, resolve
 
 __all__ = ["Case", "PORTFOLIO", "BUDGET_SECONDS", "CHI2_CASES", "STATEFUL_SLOWDOWN", "cases_for", "accepted_kinds", "run", "shrink", "Shrunk",
@@ -307,6 +308,8 @@ def run(verifier, *, model=None, scheme=None, budget_seconds: float = BUDGET_SEC
             skipped.append((case, "over the budget left"))
             sampling_full = sampling_full or not _enumerable(fn) or options.get("method") == "chi2"
             continue
+        except (NondeterministicVerifier, KeyReuseError):
+            raise  # the verifier breaks the randomness protocol: no verdict on any case, an error
         except Exception as exc:  # noqa: BLE001 - a verifier that raises on a case fails it
             if declared is None and kind != "chain" and not any(c.kind == kind for c, _ in ran):
                 refused[kind] = str(exc).splitlines()[0]  # a plain callable refusing a kind it cannot verify

@@ -48,6 +48,7 @@ __all__ = [
     "Sampling",
     "Coupled",
     "KeyChecked",
+    "is_sampling",
     "Fixed",
     "enumerate_law",
     "bernoulli_from_uniform",
@@ -266,6 +267,12 @@ class KeyChecked(_KeyTracker):
         if name == "source":
             raise AttributeError(name)
         return getattr(self.source, name)
+
+
+def is_sampling(rng) -> bool:
+    """Is ``rng`` fresh randomness (a :class:`Sampling`, possibly behind :class:`KeyChecked`)? Verifiers
+    that draw their own randomness (engines seeded from ``rng.gen``) need one."""
+    return isinstance(rng.source if isinstance(rng, KeyChecked) else rng, Sampling)
 
 
 class Coupled(_KeyTracker):

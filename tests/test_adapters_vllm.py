@@ -115,7 +115,8 @@ def test_output_contract_ragged_length():
     # request 0 of a ragged batch verifies all L = 3 drafts, request 1 only 2: 4 tokens there are too many
     def too_long(ids, counts, L, cu, q, logits, bonus, meta):
         out = reference_rejection_sample(ids, counts, L, cu, q, logits, bonus, meta)
-        out[1] = torch.tensor([int(ids[3]), int(ids[4]), 0, 0], dtype=out.dtype)
+        if len(counts) > 1 and counts[1] == 2:  # (a one-request call, e.g. the timing warm-up, is left alone)
+            out[1] = torch.tensor([int(ids[3]), int(ids[4]), 0, 0], dtype=out.dtype)
         return out
 
     with pytest.raises(InvalidInstance, match="emits 4 tokens after 2 drafts"):

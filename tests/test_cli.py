@@ -347,14 +347,14 @@ def test_check_json_records_both_stages_of_a_flag(capsys):
     """A confirmed flag: two stages at the same n, the second on derive_seed(seed, "confirm")."""
     from specoracle.stats import derive_seed
 
-    code, out, _ = run(capsys, "check", "bv_forward_scan", "--method", "chi2", "--samples", "300", "--seed", "4",
-                       "--json")
+    code, out, _ = run(capsys, "check", "bv_forward_scan", "--model", "E1", "--scheme", "chain(2)", "--method", "chi2",
+                       "--samples", "300", "--seed", "4", "--json")
     v = json.loads(out)
     assert code == 1 and v["status"] == "not lossless" and v["confirmation"] == "confirmed"
     assert [(s["n"], s["seed"]) for s in v["stages"]] == [(300, 4), (300, derive_seed(4, "confirm"))]
     assert all(s["p_value"] <= s["alpha"] == 0.01 for s in v["stages"])
-    code, out, _ = run(capsys, "check", "bv_forward_scan", "--method", "chi2", "--samples", "300", "--seed", "4",
-                       "--no-confirm", "--json")
+    code, out, _ = run(capsys, "check", "bv_forward_scan", "--model", "E1", "--scheme", "chain(2)", "--method", "chi2",
+                       "--samples", "300", "--seed", "4", "--no-confirm", "--json")
     single = json.loads(out)
     assert code == 1 and len(single["stages"]) == 1 and single["p_value"] == v["p_value"]
 

@@ -171,7 +171,8 @@ def test_cli_refuses_with_exit_status_2():
         "    o = bv.reference(inst, rng)\n"
         "    return Outcome(o.node, o.token + inst.V)\n"
         "registry.register(registry.Entry('shifted_token', shifted, bv.keys, bv.schemes, 'test'))\n"
-        "sys.exit(cli.main(['check', 'shifted_token', '--method', 'exact', '--json']))\n"
+        "sys.exit(cli.main(['check', 'shifted_token', '--model', 'E1', '--scheme', 'chain(1)', '--method', 'exact', "
+        "'--json']))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr

@@ -295,7 +295,9 @@ def test_mutants_against_universal_bound(name):
     from specoracle.drafting import parse_scheme
 
     mut = mutants.get(name)
-    model, scheme = examples.get(mut.model), parse_scheme(mut.scheme)
+    from specoracle.examples import parse_model
+
+    model, scheme = parse_model(mut.model), parse_scheme(mut.scheme)
     ex = exact.evaluate(mut.verify, model, scheme)
     bound = universal_bound(model, scheme)
     if ex.block_efficiency > bound.block_efficiency + TOL:

@@ -21,7 +21,7 @@ import numpy as np
 
 from specoracle.errors import InvalidArgument, InvalidInstance
 from specoracle.instance import Outcome
-from specoracle.randomness import Sampling
+from specoracle.randomness import Sampling, is_sampling
 from specoracle.reference._common import chain_nodes
 
 __all__ = [
@@ -190,7 +190,7 @@ class ChainBlockSampler:
     def __call__(self, instance, rng):
         """Verify one chain instance; ``rng`` must be a :class:`~specoracle.randomness.Sampling`
         (its generator seeds the kernel's randomness)."""
-        if not isinstance(rng, Sampling):
+        if not is_sampling(rng):
             raise InvalidArgument(
                 f"{self.name} draws its own randomness and cannot be enumerated or coupled; use "
                 "check_lossless(..., method='chi2') or pass a Sampling source"

@@ -48,7 +48,7 @@ import numpy as np
 
 from specoracle.errors import InvalidArgument, InvalidInstance
 from specoracle.instance import Instance, Outcome
-from specoracle.randomness import Sampling
+from specoracle.randomness import is_sampling
 
 from .common import global_rng
 
@@ -221,7 +221,7 @@ class PathsVerifier:
         return self._last[1]
 
     def __call__(self, instance: Instance, rng) -> Outcome:
-        if not isinstance(rng, Sampling):
+        if not is_sampling(rng):
             raise InvalidArgument(
                 f"{self.__name__} draws from global RNGs and cannot be enumerated or coupled; "
                 "use check_lossless(..., method='chi2') (a Sampling source seeds them)"

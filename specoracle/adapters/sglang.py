@@ -45,7 +45,7 @@ import numpy as np
 
 from specoracle.errors import InvalidArgument, InvalidInstance
 from specoracle.instance import Instance, Outcome
-from specoracle.randomness import Sampling
+from specoracle.randomness import is_sampling
 
 from .common import draw_trees, uniforms
 
@@ -164,7 +164,7 @@ class SGLangTreeVerifier:
         """One instance as a batch of one (``rng``: a :class:`~specoracle.randomness.Sampling`)."""
         import torch
 
-        if not isinstance(rng, Sampling):
+        if not is_sampling(rng):
             raise InvalidArgument(f"{self.name} draws its own uniforms and cannot be enumerated or coupled; use method='chi2'")
         node, tok = self.run([instance], torch.Generator().manual_seed(int(rng.gen.integers(2**62))))[0]
         return Outcome(node, tok)

@@ -27,7 +27,7 @@ import numpy as np
 
 from specoracle.errors import InvalidArgument, InvalidInstance
 from specoracle.instance import Instance, Outcome
-from specoracle.randomness import Sampling
+from specoracle.randomness import is_sampling
 from specoracle.reference._common import chain_nodes
 
 from .common import global_rng
@@ -69,7 +69,7 @@ class TransformersVerifier:
     def __call__(self, instance: Instance, rng) -> Outcome:
         import torch
 
-        if not isinstance(rng, Sampling):
+        if not is_sampling(rng):
             raise InvalidArgument(
                 f"{self.__name__} draws from torch's global RNG and cannot be enumerated or coupled; "
                 "use check_lossless(..., method='chi2') (a Sampling source seeds the global RNG)"
