@@ -59,7 +59,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -69,7 +69,7 @@ from .errors import BudgetExceeded, InvalidArgument, InvalidInstance, unknown_na
 from .exact import LOSSLESS_TOL, judged_length, shifted
 from .instance import Instance, Outcome
 from .models import ToyModel
-from .randomness import KeyChecked, Sampling
+from .randomness import KeyChecked, Sampling, UniformNotSplittable
 from .registry import resolve
 from .stats import INCONCLUSIVE, TV_CEILING, Cell
 
@@ -871,6 +871,7 @@ def check_lossless(
                              max_seconds=budget["max_seconds"], **options)
     model, scheme, verifier = _model(model), _scheme(scheme), _coerce(verifier)
     design = dict(alpha=alpha, power=power, tv=tv, tv_ceiling=tv_ceiling)
+    fallback = None
     if _is_sampler(verifier):
         name, stateful, enumerable = _name(verifier), False, False
         why = "a block sampler's randomness cannot be enumerated"
@@ -886,10 +887,17 @@ def check_lossless(
         auto_limit = min(AUTO_EXACT_SECONDS, budget["max_seconds"])
         if method == "exact" or (est.seconds <= auto_limit and est.memory_gb <= budget["max_memory_gb"]):
             est.require(**budget)
-            v = _exact(verifier, model, scheme, tol, stateful, name, design)
-            return _timed(v, t_start, est.seconds)
-    return _chi2(verifier, model, scheme, name, stateful, n, seed, projection, max_cells, context_order,
-                 min_expected, design, budget, bool(confirm), progress, t_start, executor, shard_size)
+            try:
+                v = _exact(verifier, model, scheme, tol, stateful, name, design)
+            except UniformNotSplittable as exc:
+                if method == "exact":
+                    raise
+                fallback = f"fell back to chi-squared: {exc}"  # auto: a sampled verdict, and why
+            else:
+                return _timed(v, t_start, est.seconds)
+    v = _chi2(verifier, model, scheme, name, stateful, n, seed, projection, max_cells, context_order,
+              min_expected, design, budget, bool(confirm), progress, t_start, executor, shard_size)
+    return v if fallback is None else replace(v, notes=v.notes + (fallback,))
 
 
 def _timed(v: Verdict, t_start: float, estimated: float) -> Verdict:

@@ -59,6 +59,7 @@ __all__ = [
     "KeyReuseError",
     "node_keys",
     "NondeterministicVerifier",
+    "UniformNotSplittable",
     "LAW_SUM_TOL",
     "global_random_guard",
     "check_uniforms",
@@ -73,6 +74,12 @@ mode: exactly 1)."""
 
 class KeyReuseError(SpecoracleError):
     """A verifier asked for the same random key twice in one call (reused uniforms)."""
+
+
+class UniformNotSplittable(SpecoracleError):
+    """A shared ``rng.uniform(key)`` used in a way the exact engine cannot split into intervals (read
+    as a number, multiplied by another uniform): ``check_lossless(method="auto")`` then falls back to
+    chi-squared and says why; ``rng.uniform(key, bits=8)`` makes it enumerable."""
 
 
 class NondeterministicVerifier(SpecoracleError):
@@ -513,7 +520,7 @@ class _Affine:
     def _c(self, c):
         if isinstance(c, _Affine) or isinstance(c, (bool, np.bool_)) or not isinstance(
                 c, (int, float, Fraction, np.integer, np.floating)):
-            raise SpecoracleError(
+            raise UniformNotSplittable(
                 f"exact enumeration of the shared uniform {self.u.key!r}: only affine expressions "
                 f"(u + c, c - u, c * u, u / c with numbers c) compared with numbers can be split "
                 f"exactly, got an operation with {type(c).__name__}; use rng.uniform(key, bits=8) "
@@ -566,7 +573,7 @@ class _Affine:
     __ge__ = __gt__
 
     def _refuse(self, *args):
-        raise SpecoracleError(
+        raise UniformNotSplittable(
             f"exact enumeration of the shared uniform {self.u.key!r}: its value cannot be read, only "
             "compared with thresholds (u < a, 1 - u >= b, u * c < d); use rng.uniform(key, bits=8) for "
             "a quantised uniform with an ordinary value"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from fractions import Fraction as F
 
+import numpy as np
 import pytest
 
 from specoracle import drafting, examples, exact
@@ -127,3 +128,24 @@ def test_unsplittable_uses_are_refused_with_the_fix(expr):
 def test_bad_bits_refused():
     with pytest.raises(SpecoracleError, match="1..16"):
         Sampling(0).uniform("a", bits=0)
+
+
+def test_a_uniform_that_cannot_be_split_falls_back_to_chi2_and_says_why():
+    """u * u (a product of the same uniform) is not affine: exact refuses it naming bits=8; ``auto``
+    falls back to chi-squared and records why in the verdict's notes (issue 14.4)."""
+    from specoracle import Outcome, check_lossless
+    from specoracle.randomness import UniformNotSplittable
+
+    def squared_coin(inst, rng):
+        x = inst.tree.tokens[1]
+        u = rng.uniform(("accept", 1))
+        if u * u < min(1.0, inst.p[0][x] / inst.q[0][x]) ** 2:  # u^2 < r^2 <=> u < r: lossless, not affine
+            return Outcome(1, int(rng.categorical(inst.p[1], ("residual", 1))))
+        resid = np.maximum(np.asarray(inst.p[0]) - np.asarray(inst.q[0]), 0)
+        return Outcome(0, int(rng.categorical(resid / resid.sum(), ("residual", 0))))
+
+    with pytest.raises(UniformNotSplittable, match="bits=8"):
+        check_lossless(squared_coin, "E1", "chain(1)", method="exact")
+    v = check_lossless(squared_coin, "E1", "chain(1)", n=4000, seed=1)
+    assert v.kind == "statistical" and v.status == "lossless", v.summary()
+    assert any("fell back to chi-squared" in n and "bits=8" in n for n in v.notes)
