@@ -91,13 +91,23 @@ def _status(v: str) -> str:
     return f"result = check_lossless({v}).status"
 
 
+def _write_liars() -> None:
+    """The liars as a file, for the CLI's ``path/to/file.py:function`` cases."""
+    from pathlib import Path
+
+    Path(__file__).with_name("adversarial_liars.py").write_text(LIARS)
+
+
 CASES = [
     # --- the exact engine must not be fooled (issue 13.1, 13.2) ---
     api("exact: verifier emits token V+y", _status("out_of_range, 'E1', 'chain(1)', method='exact'"), "error"),
     api("exact: verifier emits node -1", _status("node_minus_one, 'E1', 'chain(1)', method='exact'"), "error"),
     api("exact: randomness outside rng", _status("hidden_randomness, 'E2', 'chain(1)', method='exact'"), "error"),
     api("exact: returns a string", _status("not_an_outcome, 'E1', 'chain(1)', method='exact'"), "error"),
-    api("exact: verifier raises", _status("raises, 'E1', 'chain(1)', method='exact'"), "error"),
+    api("exact: verifier raises (its own exception, unchanged)", _status("raises, 'E1', 'chain(1)', method='exact'"),
+        "raises RuntimeError"),
+    cli("cli: your verifier raises", "check | benchmarks/adversarial_liars.py:raises | --model | E1 | --scheme | "
+        "chain(1) | --json", "error"),
     api("exact: reused key", _status("key_reuse, 'E1', 'chain(1)', method='exact'"), "error"),
     api("chi2: reused key", _status("key_reuse, 'E1', 'chain(1)', method='chi2', n=2000"), "error"),
     api("chi2: verifier emits token V+y", _status("out_of_range, 'E1', 'chain(1)', method='chi2', n=2000"), "error"),
@@ -235,6 +245,8 @@ def classify(case: Case, timeout: float) -> tuple[str, str]:
         if res["outcome"] == "memory":
             return "hang", "memory limit hit"
         if res["outcome"] == "crash":
+            if case.expect == f"raises {res['type']}":  # the user's own exception, passed through
+                return "correct", f"{res['type']}: {res['message']} (the verifier's own exception)"
             return "traceback", f"{res['type']}: {res['message']}"
         if res["outcome"] == "error":
             return "clear error", f"{res['type']}: {res['message'][:160]}"
@@ -268,6 +280,7 @@ def main(argv=None) -> int:
     ap.add_argument("-k", default=None, help="only cases whose label contains this text")
     args = ap.parse_args(argv)
     cases = [c for c in CASES if args.k is None or args.k in c.label]
+    _write_liars()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda c: classify(c, args.timeout), cases))

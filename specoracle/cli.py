@@ -255,7 +255,16 @@ def _cmd_check(args):
             kw.update(_kwargs(args, ("budget_seconds",)))
         elif entry is None and hasattr(verifier, "verify") and not callable(verifier):
             verifier = verifier.verify  # a mutant on one given case
-        v = check_lossless(verifier, model, scheme, progress=not args.no_progress, **kw)
+        try:
+            v = check_lossless(verifier, model, scheme, progress=not args.no_progress, **kw)
+        except SpecoracleError:
+            raise
+        except Exception as exc:
+            if args.batched is None and ":" not in args.name:
+                raise  # a registered verifier or mutant that raises: a bug in specoracle (exit 3)
+            traceback.print_exc(file=sys.stderr)
+            raise UsageError(f"your verifier {label} raised {type(exc).__name__}: {exc} (its traceback is on "
+                             f"stderr)") from exc
         out = {k: getattr(v, k) for k in v.__dataclass_fields__ if k not in ("tests", "worst_cells", "cases", "stages")}
         out["verifier"], out["table"] = label, v.table()
         out["confirmation"], out["stages"] = v.confirmation, [asdict(s) for s in v.stages]

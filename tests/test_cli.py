@@ -388,3 +388,12 @@ def test_engines_lists_missing_engines_with_their_install_command(capsys, monkey
     monkeypatch.setattr(conformance, "_installed", lambda engine: False)
     code, out, _ = run(capsys, "engines")
     assert code == 0 and out.count("skipped") == len(conformance.CASES) and "pip install --no-deps eagle-llm" in out
+
+
+def test_your_verifier_that_raises_is_an_input_error_not_an_internal_one(capsys, tmp_path, monkeypatch):
+    """exit 2 naming your verifier and its exception (exit 3 says "a bug in specoracle")."""
+    (tmp_path / "userraises.py").write_text("def verify(instance, rng):\n    raise RuntimeError('user bug')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, out, _ = run(capsys, "check", "userraises:verify", "--model", "E1", "--scheme", "chain(1)", "--json")
+    err = json.loads(out)["error"]
+    assert code == 2 and "your verifier userraises:verify raised RuntimeError: user bug" in err["message"]
