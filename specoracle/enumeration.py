@@ -50,7 +50,7 @@ from .instance import DEFAULT_ATOL, Instance, Outcome
 from .models import ToyModel
 from .randomness import enumerate_law, global_random_guard
 from .registry import Resolved, resolve
-from .tree import Tree, TreeBuilder
+from .tree import Tree, TreeBuilder, preorder_tree
 
 __all__ = [
     "BadOutcome",
@@ -171,25 +171,7 @@ def _build(trunk: tuple, branches: list, scheme: Scheme) -> Tree:
         n = node
         for tok in path:
             n = draw(n, tok)
-    kids: list[list[int]] = [[] for _ in tokens]
-    for c in range(1, len(tokens)):
-        kids[parents[c]].append(c)
-    order, stack = [], [0]
-    while stack:
-        n = stack.pop()
-        order.append(n)
-        stack.extend(reversed(kids[n]))
-    new = {old: i for i, old in enumerate(order)}
-    tree = object.__new__(Tree)
-    for name, value in (
-        ("tokens", tuple(tokens[o] for o in order)),
-        ("parents", tuple(-1 if o == 0 else new[parents[o]] for o in order)),
-        ("draws", tuple(tuple(new[c] for c in draws[o]) for o in order)),
-        ("sampling", "iid"),
-        ("trunk", scheme.trunk),
-    ):
-        object.__setattr__(tree, name, value)
-    return tree
+    return preorder_tree(tokens, parents, draws, "iid", scheme.trunk)
 
 
 def iid_trees(model: ToyModel, scheme: Scheme, *, multisets: bool = False, trunk_index: int | None = None,

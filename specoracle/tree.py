@@ -25,7 +25,8 @@ import numpy as np
 
 from .errors import InvalidInstance
 
-__all__ = ["Tree", "TreeBuilder", "SAMPLINGS", "check_sampling", "check_trunk", "check_tree_arrays"]
+__all__ = ["Tree", "TreeBuilder", "SAMPLINGS", "check_sampling", "check_trunk", "check_tree_arrays",
+           "preorder_tree"]
 
 SAMPLINGS = ("iid", "without_replacement")
 
@@ -221,23 +222,30 @@ class TreeBuilder:
         repeated without-replacement draws), so it is not validated again: the exact engine builds
         one tree per drafting outcome.
         """
-        order: list[int] = []
-        kids: list[list[int]] = [[] for _ in self._tokens]
-        for c in range(1, len(self._tokens)):
-            kids[self._parents[c]].append(c)
-        stack = [0]
-        while stack:
-            n = stack.pop()
-            order.append(n)
-            stack.extend(reversed(kids[n]))
-        new = {old: i for i, old in enumerate(order)}
-        tree = object.__new__(Tree)
-        for name, value in (("tokens", tuple(self._tokens[o] for o in order)),
-                            ("parents", tuple(-1 if o == 0 else new[self._parents[o]] for o in order)),
-                            ("draws", tuple(tuple(new[c] for c in self._draws[o]) for o in order)),
-                            ("sampling", self.sampling), ("trunk", self.trunk)):
-            object.__setattr__(tree, name, value)
-        return tree
+        return preorder_tree(self._tokens, self._parents, self._draws, self.sampling, self.trunk)
+
+
+def preorder_tree(tokens, parents, draws, sampling: str, trunk: int) -> Tree:
+    """A :class:`Tree` from nodes in creation order (node 0 the root, each parent created before its
+    children; ``draws[u]``: the child ids drawn at ``u``, in draw order), renumbered in DFS pre-order
+    (children in creation order). NOT validated: for builders whose output is valid by construction."""
+    order: list[int] = []
+    kids: list[list[int]] = [[] for _ in tokens]
+    for c in range(1, len(tokens)):
+        kids[parents[c]].append(c)
+    stack = [0]
+    while stack:
+        n = stack.pop()
+        order.append(n)
+        stack.extend(reversed(kids[n]))
+    new = {old: i for i, old in enumerate(order)}
+    tree = object.__new__(Tree)
+    for name, value in (("tokens", tuple(tokens[o] for o in order)),
+                        ("parents", tuple(-1 if o == 0 else new[parents[o]] for o in order)),
+                        ("draws", tuple(tuple(new[c] for c in draws[o]) for o in order)),
+                        ("sampling", sampling), ("trunk", trunk)):
+        object.__setattr__(tree, name, value)
+    return tree
 
 
 def check_sampling(sampling: str) -> None:
