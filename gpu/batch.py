@@ -447,7 +447,9 @@ def coupled_uniforms(
 
     ``layouts[b]`` is ``entry.keys(tree_b)`` and ``uniforms[b]`` the uniforms a
     :class:`~specoracle.randomness.Coupled` source reads for it. Twin keys absent from an
-    instance's layout (padding nodes) get ``fill``; they are never read for that instance.
+    instance's layout (padding nodes) get ``fill``; they are never read for that instance. A
+    float64 uniform that rounds to 1.0 in a narrower ``dtype`` becomes the largest value below 1
+    there (uniforms live in [0, 1); the reference saw a value below 1 too).
     """
     col = {k: j for j, k in enumerate(twin_keys)}
     out = np.full((len(layouts), len(twin_keys)), fill)
@@ -459,7 +461,9 @@ def coupled_uniforms(
             raise InvalidArgument(f"instance {b}: reference keys {missing[:3]} have no column in the twin layout")
         idx = [col[k] for k in lay]
         out[b, idx] = u
-    return torch.as_tensor(out, dtype=dtype, device=torch.device(device))
+    U = torch.as_tensor(out, dtype=dtype, device=torch.device(device))
+    below_one = torch.nextafter(torch.ones((), dtype=U.dtype, device=U.device), torch.zeros((), dtype=U.dtype, device=U.device))
+    return torch.minimum(U, below_one)
 
 
 # --- decision primitives (shared by every twin) -------------------------------------------------

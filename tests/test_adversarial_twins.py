@@ -162,3 +162,16 @@ def test_from_tensors_accepts_what_tree_and_instance_accept():
     ref = gb.from_instances(insts, dtype=torch.float64)
     got = gb.from_tensors(ref.tokens, ref.parents, ref.p, ref.q, multiplicity=ref.multiplicity, draws=ref.draws)
     assert [gb.tree_of(got, b) for b in range(20)] == [inst.tree for inst in insts]
+
+
+def test_coupled_uniforms_that_round_to_one_in_float32_stay_below_one():
+    """The report's parity section handed a float32 twin a float64 uniform 1 - 1e-12, which rounds to
+    1.0 (refused by check_uniforms); it becomes the largest float32 below 1."""
+    import numpy as np
+    import torch
+
+    from specoracle.gpu.batch import coupled_uniforms
+
+    U = coupled_uniforms(["a", "b"], [["a", "b"]], [np.array([1 - 1e-12, 0.25])], dtype=torch.float32)
+    assert U.dtype == torch.float32 and bool((U < 1).all()) and U[0, 1] == 0.25
+    assert U[0, 0] == torch.nextafter(torch.tensor(1.0), torch.tensor(0.0))
